@@ -42,13 +42,39 @@ def stated_answers(text: str) -> list[tuple[int, str]]:
     # A case-sensitive pattern over the lowercased text is several times faster than an
     # IGNORECASE one; lowercasing keeps offsets except for rare characters.
     lowered = text.lower()
-    pattern, haystack = (_ANSWER_IS, lowered) if len(lowered) == len(text) else (_ANSWER_IS_ANY_CASE, text)
+    if len(lowered) != len(text):
+        return _answers_in(text, _ANSWER_IS_ANY_CASE.finditer(text))
+    return _answers_in(text, _matches_at_answer_word(lowered))
+
+
+def _answers_in(text: str, matches) -> list[tuple[int, str]]:
     found = []
-    for match in pattern.finditer(haystack):
+    for match in matches:
         answer = text[match.start(1) : match.end(1)].strip().strip("$").strip()
         if answer:
             found.append((match.start(), answer))
     return found
+
+
+def _matches_at_answer_word(lowered: str):
+    """What ``_ANSWER_IS.finditer(lowered)`` yields, tried only where "answer" occurs.
+
+    A regex scan costs about as much per character as the text is long; ``str.find`` skips
+    to the few places a match can start ("final " or "the " before the word), in order.
+    """
+    pos = lowered.find("answer")
+    done = 0  # finditer goes on after the end of each match
+    while pos != -1:
+        match = None
+        for start in (pos - len("final "), pos - len("the ")):
+            if start >= done:
+                match = _ANSWER_IS.match(lowered, start)
+                if match:
+                    break
+        if match:
+            yield match
+            done = match.end()
+        pos = lowered.find("answer", max(pos + 1, done))
 
 
 def intermediate_answers(reasoning: str) -> list[tuple[int, str]]:

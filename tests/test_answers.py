@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 
 from qr_metrics.answers import (
@@ -6,6 +9,7 @@ from qr_metrics.answers import (
     intermediate_answers,
     math_equal,
     normalize_answer,
+    stated_answers,
 )
 from qr_metrics.counts import count_steps, count_words
 
@@ -23,6 +27,22 @@ def test_unbalanced_boxed_is_ignored():
 def test_stated_answer_is_the_fallback():
     assert extract_final_answer("Therefore, the answer is 42.") == "42"
     assert extract_final_answer("I am not sure.") is None
+
+
+def test_stated_answers_match_a_plain_regex_scan():
+    # The scan jumps between occurrences of "answer"; it must find what finditer finds,
+    # overlapping and adjacent statements included.
+    pattern = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(\$[^$\n]{1,120}\$|[^\n.;,]{1,80})")
+    parts = ["the answer is 5", "final answer: 7", "answer is: the answer is 9", " ", ".", "\n", "the ",
+             "final ", "answer", " is ", ":", "$x$", "Answer", "The Answer is 3;", "thefinal answer is2"]
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        text = "".join(rng.choice(parts, 30))
+        expected = [
+            (m.start(), text[m.start(1) : m.end(1)].strip().strip("$").strip())
+            for m in pattern.finditer(text.lower())
+        ]
+        assert stated_answers(text) == [(at, answer) for at, answer in expected if answer]
 
 
 def test_intermediate_answers_are_ordered_by_position():
