@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
-_SPACE_BYTE = np.zeros(256, dtype=bool)
-_SPACE_BYTE[[ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"]] = True  # str.split()'s ASCII set
+SPACE_BYTES = np.zeros(256, dtype=bool)
+"""The ASCII bytes ``str.split()`` splits on."""
+SPACE_BYTES[[ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"]] = True
 
 
 def count_words(text: str) -> int:
@@ -29,8 +30,8 @@ def count_words(text: str) -> int:
     """
     if not text.isascii():
         return len(text.split())
-    word = ~_SPACE_BYTE[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
-    return int(word[:1].sum() + (word[1:] & ~word[:-1]).sum())
+    space = np.take(SPACE_BYTES, np.frombuffer(text.encode("ascii"), dtype=np.uint8))
+    return int(np.count_nonzero(space[:-1] & ~space[1:])) + int(len(space) > 0 and not space[0])
 
 
 def count_steps(text: str) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from operator import methodcaller
 from typing import Iterable, Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .counts import SPACE_BYTES
 from .params import DEFAULT_PARAMS, MeasureParams
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "detect_exact_loop",
     "detect_near_loop",
     "lexical_ids",
+    "may_end_in_loop",
     "normalize_sentence",
     "sentences",
 ]
@@ -107,15 +110,11 @@ def detect_exact_loop(
     earlier = as_strided(seg[pmax - pmin :], shape=(pmax - pmin + 1, width), strides=(-step, step))
     periods = np.arange(pmin, pmax + 1)
 
-    # Any qualifying run covers columns [width - (k-1)*pmin, width - slack): keep the periods
-    # that match there, so a varied sequence costs one small comparison.
-    b0, b1 = width - (k - 1) * pmin, width - slack
-    if b0 < b1:
-        keep = (earlier[:, b0:b1] == current[b0:b1]).all(axis=1)
-        if not keep.any():
-            return None
-        periods = periods[keep]
-        earlier = earlier[keep]
+    # Keep the periods that match at the end, so a varied sequence costs one small comparison.
+    keep = _matching_at_end(seg, params)  # seg's padding never matches, like ids before the start
+    if not keep.any():
+        return None
+    periods, earlier = periods[keep], earlier[keep]
     match = earlier == current
 
     # A run may end at any of the last slack + 1 columns; measure the run ending at each from
@@ -158,6 +157,40 @@ def detect_exact_loop(
     j = pick[np.argmin(best_onset[pick])]  # argmin takes the first: the smallest period
     onset, period, end = int(best_onset[j]), int(periods[j]), int(best_end[j])
     return PeriodicTail(onset=onset, period=period, copies=(end - onset) / period, end=end)
+
+
+def may_end_in_loop(ids: Sequence[int] | np.ndarray, params: MeasureParams = DEFAULT_PARAMS) -> bool:
+    """False when :func:`detect_exact_loop` finds no loop because no period matches at the end.
+
+    Reads only the last ``loop_max_period + (loop_min_copies - 1) * loop_min_period`` ids, so
+    the answer holds for any longer sequence that ends with them: a caller that splits text
+    into ids can rule a loop out from a short tail of a varied trace.
+    """
+    need = params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
+    return bool(_matching_at_end(np.asarray(ids[max(0, len(ids) - need) :]), params).any())
+
+
+def _matching_at_end(ids: np.ndarray, params: MeasureParams) -> np.ndarray:
+    """For each period (``loop_min_period``..``loop_max_period``): ids[j] == ids[j - p] at
+    every j in [n - (loop_min_copies - 1) * loop_min_period, n - loop_tail_slack).
+
+    Any qualifying run covers those positions: it ends within the slack and its matches span
+    (copies - 1) * p >= (loop_min_copies - 1) * loop_min_period ids. Ids before the start
+    never match.
+    """
+    pmin, pmax = params.loop_min_period, params.loop_max_period
+    n = len(ids)
+    c0, c1 = max(0, n - (params.loop_min_copies - 1) * pmin), n - params.loop_tail_slack
+    keep = np.zeros(pmax - pmin + 1, dtype=bool)
+    if c1 <= c0:
+        keep[:] = True
+        return keep
+    reachable = max(0, min(pmax, c0) - pmin + 1)  # periods p <= c0 have ids at c0 - p
+    if reachable:
+        step = ids.strides[0]  # row j: ids[c0 - pmin - j : c1 - pmin - j], period pmin + j
+        earlier = as_strided(ids[c0 - pmin :], shape=(reachable, c1 - c0), strides=(-step, step))
+        keep[:reachable] = (earlier == ids[c0:c1]).all(axis=1)
+    return keep
 
 
 def _extend_onset(ids: Sequence[int] | np.ndarray, period: int, s: int) -> int:
@@ -241,21 +274,35 @@ def normalize_sentence(raw: str) -> str:
 
 
 _STRIP_SENTENCE = methodcaller("strip", _STRIP)
+_OTHER_ASCII_SPACE = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
 
 
 def sentences(text: str) -> list[str]:
     """The normal forms of the non-empty sentences of ``text``, in order (split as near loops do).
 
-    Same result as ``normalize_sentence`` on each piece, with the steps mapped in C over
-    the whole text: this runs on every trace, not only on its tail.
+    Same result as ``normalize_sentence`` on each piece of the break regex, found with str
+    methods over the whole text (this runs on every trace, and a regex scan costs several
+    times more): once whitespace is single spaces within lines, a break is a newline or
+    ``. ``/``! ``/``? ``. ASCII text spaced only by " " and newlines, the usual trace, is
+    collapsed without splitting it into words.
     """
-    pieces = _SENTENCE_BREAK.split(text.lower())
-    return [norm for norm in map(_STRIP_SENTENCE, map(" ".join, map(str.split, pieces))) if norm]
+    flat = text.lower()
+    if flat.isascii() and not any(space in flat for space in _OTHER_ASCII_SPACE):
+        while "  " in flat:
+            flat = flat.replace("  ", " ")
+    else:
+        flat = "\n".join([" ".join(line.split()) for line in flat.split("\n")])
+    flat = flat.replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
+    return [norm for norm in map(_STRIP_SENTENCE, flat.split("\n")) if norm]
+
+
 # Characters read first (a dozen sentences of a math trace); each further read doubles.
 _NEAR_CHUNK = 2048
 
 
-def detect_near_loop(text: str, params: MeasureParams = DEFAULT_PARAMS) -> NearLoop | None:
+def detect_near_loop(
+    text: str, params: MeasureParams = DEFAULT_PARAMS, norms: list[str] | None = None
+) -> NearLoop | None:
     """The tail of ``text`` made of a handful of distinct sentences, or None.
 
     Sentences are split on ``.``/``!``/``?`` followed by whitespace and on newlines, then
@@ -266,8 +313,13 @@ def detect_near_loop(text: str, params: MeasureParams = DEFAULT_PARAMS) -> NearL
     cut by the budget and counts as that one. The text is read from its end, backwards, only
     as far as needed: a varied trace costs the same whatever its length, a loop costs in
     proportion to its own length (its onset is exact).
+
+    ``norms``, when the caller already has ``sentences(text)``, rejects a varied tail without
+    reading the text again (the cut-copy rule can merge at most one sentence away).
     """
     need, most = params.near_loop_sentences, params.near_loop_max_distinct
+    if norms is not None and (len(norms) < need or len(set(norms[-need:])) > most + 1):
+        return None
     sentences = _sentences_backwards(text)
     tail = list(islice(sentences, need))
     if len(tail) < need:
@@ -325,15 +377,15 @@ def _sentences_backwards(text: str) -> Iterator[tuple[int, int, str]]:
 # A piece is a run of at most 16 word bytes or one other non-space byte. The cap splits a
 # degenerate digit run ("5555...", "1818..." to the budget) into equal pieces, so it shows as
 # a loop, as it does with a real tokenizer; it leaves words and numbers whole. Bytes of
-# non-ASCII characters count as word bytes. Each piece's (at most 16) bytes are packed into two
-# 64-bit words, so equal pieces get equal ids without a Python loop over pieces.
-_WORD_BYTE = np.zeros(256, dtype=bool)
-_WORD_BYTE[[ord(c) for c in string.ascii_letters + string.digits + "_"]] = True
-_WORD_BYTE[0x80:] = True
-_SPACE_BYTE = np.zeros(256, dtype=bool)
-_SPACE_BYTE[[ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"]] = True  # str.split()'s ASCII set
+# non-ASCII characters count as word bytes. A piece's id is a polynomial hash of its bytes
+# (mod 2**64, odd radix): prefix sums give every piece's hash without a loop over pieces.
+_SPACE, _WORD, _OTHER = 0, 1, 2
+_BYTE_CLASS = np.full(256, _OTHER, dtype=np.uint8)
+_BYTE_CLASS[[ord(c) for c in string.ascii_letters + string.digits + "_"]] = _WORD
+_BYTE_CLASS[0x80:] = _WORD
+_BYTE_CLASS[SPACE_BYTES] = _SPACE
 _MAX_PIECE = 16
-_HI_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: folds a piece's high word into its id
+_RADIX = 0x9E3779B97F4A7C15
 _WORD_END = re.compile(r"\w*")
 
 
@@ -341,38 +393,67 @@ def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
+@lru_cache(maxsize=4)
+def _radix_powers(bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """RADIX**i and RADIX**-i (mod 2**64) for i < 2**bits."""
+    def powers(base: int) -> np.ndarray:
+        out = np.full(1 << bits, base, dtype=np.uint64)
+        out[0] = 1
+        return np.multiply.accumulate(out, out=out)
+
+    return powers(_RADIX), powers(pow(_RADIX, -1, 1 << 64))
+
+
 def lexical_ids(text: str, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ids and start offsets of the word/number/punctuation pieces of ``text[start:]``.
 
     The fallback for exact loops when no tokenizer is at hand: ``"Therefore, 15625=5^6."``
-    gives 8 pieces. Equal pieces get equal ids (exact up to 8 bytes, a 64-bit mix beyond);
-    ids compare only within one call. Offsets index ``text`` (not the slice).
+    gives 8 pieces. Equal pieces get equal ids (a 64-bit hash of their bytes, so distinct
+    pieces collide only by a vanishing chance). Offsets index ``text`` (not the slice).
 
     ``start`` tokenises a tail only (a word it cuts is left out). The whole text costs
     about as much as it is long; to find a loop cheaply, split a tail that holds the
-    detection window, and the whole text again when the loop found starts at the first
-    piece: the run may reach further back.
+    detection window, and a longer one when the loop found starts at the first piece: the
+    run may reach further back.
     """
     if 0 < start < len(text) and _is_word(text[start - 1]) and _is_word(text[start]):
         start = _WORD_END.search(text, start).end()
     tail = text[start:]
     raw = np.frombuffer(tail.encode("utf-8"), dtype=np.uint8)
-    word, space = _WORD_BYTE[raw], _SPACE_BYTE[raw]
-    position = np.arange(len(raw))
-    run_begins = word & ~np.concatenate(([False], word[:-1]))
-    run_start = np.maximum.accumulate(np.where(run_begins, position, 0))
-    begins = (~space & ~word) | (word & ((position - run_start) % _MAX_PIECE == 0))
-    kept = np.flatnonzero(~space)
-    piece_bytes, piece_begins = raw[kept].astype(np.uint64), begins[kept]
-    first = np.flatnonzero(piece_begins)
+    n = len(raw)
+    kind = np.take(_BYTE_CLASS, raw)
+    word = kind == _WORD
+    begins = kind == _OTHER
+    if n:
+        begins[0] |= word[0]
+        begins[1:] |= word[1:] & ~word[:-1]
+    first = np.flatnonzero(begins)
     if len(first) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    offset = np.arange(len(kept)) - first[np.cumsum(piece_begins) - 1]
-    shifted = piece_bytes << ((offset % 8) * 8).astype(np.uint64)
-    low = np.bitwise_or.reduceat(np.where(offset < 8, shifted, 0), first)
-    high = np.bitwise_or.reduceat(np.where(offset >= 8, shifted, 0), first)
-    ids = (low ^ (high * _HI_MIX)).view(np.int64)
-    starts = kept[first]
+    span = np.diff(first, append=n)  # a piece's bytes, then any spaces up to the next piece
+    if (span > _MAX_PIECE).any():
+        first = _split_long_words(first, span, word)
+    powers, inverse_powers = _radix_powers(max(12, n.bit_length()))
+    prefix = np.zeros(n + 1, dtype=np.uint64)  # spaces weigh 0, so a span hashes its piece
+    np.cumsum(np.where(kind == _SPACE, 0, raw) * powers[:n], out=prefix[1:])
+    ends = np.append(first[1:], n)
+    ids = ((prefix[ends] - prefix[first]) * inverse_powers[first]).view(np.int64)
+    starts = first
     if not tail.isascii():  # byte offsets -> char offsets
         starts = (np.cumsum((raw & 0xC0) != 0x80) - 1)[starts]
     return ids, starts + start
+
+
+def _split_long_words(first: np.ndarray, span: np.ndarray, word: np.ndarray) -> np.ndarray:
+    """Piece starts with word runs longer than ``_MAX_PIECE`` bytes cut every 16 bytes.
+
+    Only spans over 16 bytes are looked at (rare: a long word, or many spaces after a piece).
+    """
+    extra = []
+    for i in np.flatnonzero(span > _MAX_PIECE):
+        begin = int(first[i])
+        run = word[begin : begin + int(span[i])]
+        length = len(run) if run.all() else int(np.argmin(run))
+        if length > _MAX_PIECE:
+            extra.append(np.arange(begin + _MAX_PIECE, begin + length, _MAX_PIECE))
+    return np.sort(np.concatenate([first, *extra])) if extra else first

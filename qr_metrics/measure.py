@@ -14,7 +14,7 @@ import numpy as np
 from . import pathologies as path
 from .counts import TokenCounter, count_steps, count_words, token_counter
 from .graders import MATH, Grader
-from .loops import detect_exact_loop, detect_near_loop, lexical_ids
+from .loops import detect_exact_loop, detect_near_loop, lexical_ids, may_end_in_loop, sentences
 from .params import DEFAULT_PARAMS, MeasureParams
 from .segments import split_reasoning
 
@@ -80,7 +80,8 @@ def measure(
         exact_char = None if exact is None else int(loop_starts[exact.onset])
     else:
         exact_char = _lexical_exact_loop(reasoning, params)
-    loop_kind, onset_char = _loop_kind(reasoning, exact_char, params)
+    norms = sentences(reasoning)
+    loop_kind, onset_char = _loop_kind(reasoning, norms, exact_char, params)
 
     final = grader.final_answer(segments.answer) if segments.answer.strip() else None
     if gold is not None:
@@ -91,7 +92,7 @@ def measure(
     intermediate = grader.intermediate_answers(reasoning)
     commit_at = path.first_commitment(intermediate, final, grader.same_answer) if final else None
     delay_words = None if commit_at is None else count_words(reasoning[commit_at:])
-    share = path.repeated_sentence_share(reasoning)
+    share = path.repeated_sentence_share(norms)
     exhausted = path.budget_exhausted(finish_reason, counts.get("completion_tokens"), max_gen_toks)
     flags = {
         "loop": loop_kind is not None,
@@ -130,35 +131,48 @@ def measure(
 def _lexical_exact_loop(reasoning: str, params: MeasureParams) -> int | None:
     """Char offset of an exact loop found on lexical pieces, or None.
 
-    Only the tail is split into pieces (the regex costs as much as the text is long): a
-    tail that holds the whole detection window, grown while it holds fewer pieces. The
-    whole text is split when the periodic run reaches the start of the tail, since its
-    onset may lie further back.
+    Splitting costs as much as the text is long, so only tails are split: first the few
+    pieces :func:`may_end_in_loop` needs (a varied trace stops there), then the detection
+    window, then tails twice as long while the periodic run reaches the start of the tail
+    (its onset may lie further back).
     """
-    needed = params.loop_window + params.loop_max_period
-    tail_chars = _CHARS_PER_PIECE * needed
+    ids, starts, tail_start = _lexical_tail(
+        reasoning, params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
+    )
+    if not may_end_in_loop(ids, params):
+        return None
+    pieces = params.loop_window + params.loop_max_period
+    while True:
+        ids, starts, tail_start = _lexical_tail(reasoning, pieces)
+        exact = detect_exact_loop(ids, params)
+        if exact is None or exact.onset > 0 or tail_start == 0:
+            return None if exact is None else int(starts[exact.onset])
+        pieces = 2 * len(ids)
+
+
+def _lexical_tail(reasoning: str, pieces: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lexical ids and starts of a tail holding at least ``pieces`` pieces (or of the whole
+    text), and the char offset the tail starts at."""
+    tail_chars = _CHARS_PER_PIECE * pieces
     while True:
         tail_start = max(0, len(reasoning) - tail_chars)
         ids, starts = lexical_ids(reasoning, tail_start)
-        if tail_start == 0 or len(ids) >= needed:
-            break
+        if tail_start == 0 or len(ids) >= pieces:
+            return ids, starts, tail_start
         tail_chars *= 2
-    exact = detect_exact_loop(ids, params)
-    if exact is not None and exact.onset == 0 and tail_start > 0:
-        ids, starts = lexical_ids(reasoning)
-        exact = detect_exact_loop(ids, params)
-    return None if exact is None else int(starts[exact.onset])
 
 
 _CHARS_PER_PIECE = 4
-"""Chars per lexical piece first budgeted for the tail (pieces average about 3.5 chars)."""
+"""Chars per lexical piece first budgeted for a tail (pieces average about 3.5 chars)."""
 
 
-def _loop_kind(reasoning: str, exact_char: int | None, params: MeasureParams) -> tuple[str | None, int | None]:
+def _loop_kind(
+    reasoning: str, norms: list[str], exact_char: int | None, params: MeasureParams
+) -> tuple[str | None, int | None]:
     """The loop kind and the char offset (in the reasoning) where its tail starts."""
     if exact_char is not None:
         return "exact", exact_char
-    near = detect_near_loop(reasoning, params)
+    near = detect_near_loop(reasoning, params, norms)
     if near is not None:
         return "near", near.onset_char
     return None, None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .loops import sentences
 from .params import DEFAULT_PARAMS, MeasureParams
 
 PATHOLOGIES = (
@@ -18,12 +17,9 @@ PATHOLOGIES = (
 """Every pathology flag, in report order."""
 
 
-def repeated_sentence_share(reasoning: str) -> float:
-    """Share of the reasoning's sentences that repeat an earlier one after normalisation.
-
-    Sentences are split and normalised exactly as the near-loop detector does.
-    """
-    norms = sentences(reasoning)
+def repeated_sentence_share(norms: list[str]) -> float:
+    """Share of sentences that repeat an earlier one; ``norms`` are the reasoning's normalised
+    sentences, :func:`qr_metrics.loops.sentences` (split as the near-loop detector splits)."""
     return 1.0 - len(set(norms)) / len(norms) if norms else 0.0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from qr_metrics.loops import (
     detect_exact_loop,
     detect_near_loop,
     lexical_ids,
+    may_end_in_loop,
+    normalize_sentence,
+    sentences,
 )
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 
@@ -241,6 +245,20 @@ def test_near_loop_sentence_rules():
     assert detect_near_loop(text) == NearLoop(onset_char=first, sentences=12, distinct=2)
 
 
+@pytest.mark.parametrize("ascii_spaces_only", [True, False])
+def test_sentences_equal_normalising_each_piece_of_the_break_regex(ascii_spaces_only):
+    breaks = re.compile(r"(?<=[.!?])\s+|\n")
+    parts = ["Wait.", " ", "\n", "\n\n", ".  \n ", "x = 2.5", "So!", "  ", "\\]", "a b", "?", "...",
+             " .", "!!", "A.B", "Why? "]
+    if not ascii_spaces_only:  # the other path: tabs, CR, Unicode spaces and case
+        parts += ["Why?\t", "\u2028", "\u00a0", "\r\n", "\u0130x", "\x0b", "\x1c", "\x85", "\u00e9. ", "\t"]
+    rng = np.random.default_rng(10)
+    for _ in range(1000):
+        text = "".join(rng.choice(parts, 200))
+        expected = [norm for norm in map(normalize_sentence, breaks.split(text)) if norm]
+        assert sentences(text) == expected
+
+
 def test_reading_backwards_in_chunks_splits_like_reading_everything(monkeypatch):
     rng = np.random.default_rng(10)
     parts = ["Wait.", " ", "\n", "\n\n", ".  \n ", "x = 2.5", "So!", "  ", "Why?\t", "\\]", "a b"]
@@ -254,7 +272,26 @@ def test_reading_backwards_in_chunks_splits_like_reading_everything(monkeypatch)
         assert list(loops._sentences_backwards(text)) == whole
         in_chunks = detect_near_loop(text)
         monkeypatch.undo()
-        assert in_chunks == detect_near_loop(text)
+        assert in_chunks == detect_near_loop(text) == detect_near_loop(text, norms=sentences(text))
+
+
+@pytest.mark.parametrize(
+    "params", [DEFAULT_PARAMS, MeasureParams(loop_min_period=1, loop_max_period=6, loop_window=24, loop_tail_slack=0)]
+)
+def test_may_end_in_loop_rules_loops_out_from_a_short_tail(params):
+    need = params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
+    assert not may_end_in_loop(np.arange(2000), params)
+    assert may_end_in_loop(np.tile(np.arange(5), 300), params)
+    rng = np.random.default_rng(4)
+    for _ in range(500):
+        head = rng.integers(0, 3, int(rng.integers(0, 600)))
+        block = rng.integers(0, 3, int(rng.integers(1, 10)))
+        ids = np.concatenate([head, np.tile(block, int(rng.integers(0, 60)))])
+        if ids.size and rng.random() < 0.5:
+            ids[rng.integers(0, ids.size)] = 9
+        found = detect_exact_loop(ids, params)
+        assert may_end_in_loop(ids[-need:] if ids.size > need else ids, params) == may_end_in_loop(ids, params)
+        assert found is None or may_end_in_loop(ids, params)
 
 
 def _pattern(ids) -> list[int]:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from qr_metrics.loops import sentences
 from qr_metrics.measure import measure
 from qr_metrics.params import MeasureParams
 from qr_metrics.pathologies import budget_exhausted, repeated_sentence_share
@@ -17,9 +18,9 @@ VARIED = " ".join(f"Step {i}: we add {i} to the running total and check the pari
 
 
 def test_repeated_sentence_share_by_hand():
-    assert repeated_sentence_share("A b. A  B! c.\nA b") == pytest.approx(2 / 4)  # normalised copies
-    assert repeated_sentence_share(VARIED) == 0.0
-    assert repeated_sentence_share("") == 0.0
+    assert repeated_sentence_share(sentences("A b. A  B! c.\nA b")) == pytest.approx(2 / 4)  # normalised copies
+    assert repeated_sentence_share(sentences(VARIED)) == 0.0
+    assert repeated_sentence_share([]) == 0.0
 
 
 def test_repetition_flag_at_its_threshold():
