@@ -20,6 +20,7 @@ from qr_metrics.stats import (
     mcnemar_exact,
     paired_comparison,
 )
+from qr_metrics.stats import _resample_totals
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "r1-distill-1.5b" / "per_sample"
 
@@ -391,3 +392,12 @@ def test_real_math500_gptq_w4_does_not_inflate():
     _, cand_len, _ = _per_sample("gptq-w4g128")
     ratio = inflation_ratios(idx, base_len, cand_len).ratio_of_means
     assert ratio.low < 1.0 < ratio.high
+
+
+def test_resample_totals_widen_offsets_that_overflow_the_index_type():
+    # scipy gathers int32 item numbers; a batch whose offsets pass the type's range is widened.
+    rng = np.random.default_rng(2)
+    table = rng.random((1000, 2))
+    block = rng.integers(0, 1000, (40, 1000))  # 40 * 1000 offsets > int16's 32767
+    expected = np.stack([table[row].sum(axis=0) for row in block])
+    np.testing.assert_allclose(_resample_totals(block.astype(np.int16), table), expected)
