@@ -31,7 +31,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from qr_metrics.stats import BootstrapConfig, _batch_size, paired_comparison  # noqa: E402
+from qr_metrics.stats import BootstrapConfig, _batch_size, _item_numbers, paired_comparison  # noqa: E402
 
 
 def synthetic(n_items: int, seed: int = 0):
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     print(f"{args.items:,} item pairs x {args.resamples:,} resamples = {n_idx:,} drawn indices, one core")
 
     t0 = time.perf_counter()
-    stats.bootstrap((np.arange(args.items),), lambda i, axis: i[..., 0] * 1.0, vectorized=True, axis=-1,
+    stats.bootstrap((_item_numbers(args.items),), lambda i, axis: i[..., 0] * 1.0, vectorized=True, axis=-1,
                     n_resamples=args.resamples, batch=_batch_size(config, args.items),
                     method="percentile", rng=np.random.default_rng(0))
     t_draw = time.perf_counter() - t0

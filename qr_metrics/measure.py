@@ -136,9 +136,7 @@ def _lexical_exact_loop(reasoning: str, params: MeasureParams) -> int | None:
     window, then tails twice as long while the periodic run reaches the start of the tail
     (its onset may lie further back).
     """
-    ids, starts, tail_start = _lexical_tail(
-        reasoning, params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
-    )
+    ids = _lexical_tail(reasoning, params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period)[0]
     if not may_end_in_loop(ids, params):
         return None
     pieces = params.loop_window + params.loop_max_period

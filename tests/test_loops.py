@@ -22,6 +22,7 @@ from qr_metrics.loops import (
     normalize_sentence,
     sentences,
 )
+from qr_metrics.measure import measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "r1-distill-1.5b"
@@ -331,6 +332,28 @@ def _generations() -> dict[str, list[dict]]:
     if not folder.is_dir():
         pytest.skip(f"real-trace fixtures not found at {folder} (they live outside the repository)")
     return {path.name: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def test_measure_finds_the_loop_that_the_whole_text_holds():
+    # measure() splits only tails of the text into pieces; the onset must be the one found
+    # on the whole text, for loops shorter and far longer than the tails it reads first.
+    rng = np.random.default_rng(8)
+    words = ["so", "x", "=", "2", "wait", "then", "y", "3.5", "check", ",", ".", "\n"]
+    loops_found = 0
+    for _ in range(150):
+        head = " ".join(rng.choice(words, int(rng.integers(0, 6000))))
+        block = " ".join(rng.choice(words, int(rng.integers(1, 40))))
+        spaced = [block, block.replace(" ", "  ", 1)]  # copies that differ only in spacing
+        copies = " ".join(rng.choice(spaced, int(rng.integers(0, 900))))
+        text = head + " " + copies + block[: int(rng.integers(0, len(block) + 1))]
+        ids, starts = lexical_ids(text)
+        found, measured = detect_exact_loop(ids), measure(text)
+        if found is None:
+            assert measured.loop_kind != "exact"
+        else:
+            loops_found += 1
+            assert measured.loop_kind == "exact" and measured.loop_onset_char == int(starts[found.onset])
+    assert loops_found > 50
 
 
 def _exact_on_text(text: str) -> tuple[PeriodicTail | None, np.ndarray, np.ndarray]:
