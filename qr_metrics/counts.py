@@ -36,7 +36,7 @@ def count_words(text: str) -> int:
 
 def count_steps(text: str) -> int:
     """Non-empty blocks separated by blank lines, the unit of papers that count steps."""
-    return sum(1 for block in _BLANK_LINE.split(text) if block.strip())
+    return sum(map(bool, map(str.strip, _BLANK_LINE.split(text))))
 
 
 class TokenCounter:

@@ -430,13 +430,14 @@ def lexical_ids(text: str, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     first = np.flatnonzero(begins)
     if len(first) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    span = np.diff(first, append=n)  # a piece's bytes, then any spaces up to the next piece
-    if (span > _MAX_PIECE).any():
-        first = _split_long_words(first, span, word)
+    ends = np.empty_like(first)  # a piece's bytes, then any spaces up to the next piece
+    ends[:-1], ends[-1] = first[1:], n
+    if (ends - first > _MAX_PIECE).any():
+        first = _split_long_words(first, ends - first, word)
+        ends = np.append(first[1:], n)
     powers, inverse_powers = _radix_powers(max(12, n.bit_length()))
     prefix = np.zeros(n + 1, dtype=np.uint64)  # spaces weigh 0, so a span hashes its piece
     np.cumsum(np.where(kind == _SPACE, 0, raw) * powers[:n], out=prefix[1:])
-    ends = np.append(first[1:], n)
     ids = ((prefix[ends] - prefix[first]) * inverse_powers[first]).view(np.int64)
     starts = first
     if not tail.isascii():  # byte offsets -> char offsets
