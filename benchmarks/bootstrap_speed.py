@@ -5,9 +5,11 @@
 Measures, on the same synthetic data (one pair per item) and resample count:
   1. scipy's draw alone: ``scipy.stats.bootstrap`` with a trivial statistic, i.e. the cost of
      drawing and gathering the item indices, which qr_metrics.stats cannot avoid;
-  2. ``qr_metrics.stats.paired_comparison``: ratio_of_means, both_correct_ratio,
+  2. the least that counting each resample's items can cost (extrapolated), so that the
+     floor of any statistic computed through scipy.stats.bootstrap is printed;
+  3. ``qr_metrics.stats.paired_comparison``: ratio_of_means, both_correct_ratio,
      paired_geomean_ratio, both accuracies and the accuracy delta, with BCa intervals;
-  3. ``lm_eval.api.metrics.bootstrap_stderr(mean, xs, iters)`` for ONE statistic (the mean
+  4. ``lm_eval.api.metrics.bootstrap_stderr(mean, xs, iters)`` for ONE statistic (the mean
      length), single-process (``DISABLE_MULTIPROC=1``; its default pool would use every
      core). It is a pure-Python loop, so it is timed on ``--lm-eval-resamples`` resamples
      and extrapolated linearly to ``--resamples`` (said so in the output).
@@ -43,6 +45,24 @@ def synthetic(n_items: int, seed: int = 0):
     return np.arange(n_items), base, cand, base_ok, cand_ok
 
 
+_FLOOR_ROWS = 50
+
+
+def counting_floor(n_items: int, n_resamples: int, n_columns: int = 8) -> float:
+    """Seconds that turning drawn indices into per-resample column totals takes at the least:
+    one ``bincount`` per resample (one row's counts stay in cache, a batch's do not) and the
+    product of counts with an items x columns table, timed on a few resamples."""
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, n_items, (_FLOOR_ROWS, n_items)).astype(np.intp)
+    counts = rng.integers(0, 3, (_FLOOR_ROWS, n_items)).astype(np.float64)
+    table = rng.random((n_items, n_columns))
+    t0 = time.perf_counter()
+    for row in rows:
+        np.bincount(row, minlength=n_items)
+    counts @ table
+    return (time.perf_counter() - t0) * n_resamples / _FLOOR_ROWS
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -62,6 +82,11 @@ def main(argv=None) -> int:
                     method="percentile", rng=np.random.default_rng(0))
     t_draw = time.perf_counter() - t0
     print(f"scipy draw + gather alone:        {t_draw:8.2f} s")
+
+    t_count = counting_floor(args.items, args.resamples)
+    print(f"counting items, at best:          {t_count:8.2f} s  (a cache-sized bincount per resample "
+          f"and the matrix product; extrapolated from {_FLOOR_ROWS} resamples)")
+    print(f"floor through scipy.stats.bootstrap: {t_draw + t_count:5.2f} s")
 
     t0 = time.perf_counter()
     result = paired_comparison(item, base, cand, base_ok, cand_ok, config)
