@@ -35,6 +35,7 @@ __all__ = [
     "detect_exact_loop",
     "detect_near_loop",
     "lexical_ids",
+    "loop_end_length",
     "may_end_in_loop",
     "normalize_sentence",
     "sentences",
@@ -162,12 +163,17 @@ def detect_exact_loop(
 def may_end_in_loop(ids: Sequence[int] | np.ndarray, params: MeasureParams = DEFAULT_PARAMS) -> bool:
     """False when :func:`detect_exact_loop` finds no loop because no period matches at the end.
 
-    Reads only the last ``loop_max_period + (loop_min_copies - 1) * loop_min_period`` ids, so
-    the answer holds for any longer sequence that ends with them: a caller that splits text
-    into ids can rule a loop out from a short tail of a varied trace.
+    Reads only the last :func:`loop_end_length` ids, so the answer holds for any longer
+    sequence that ends with them: a caller that splits text into ids can rule a loop out
+    from a short tail of a varied trace.
     """
-    need = params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
+    need = loop_end_length(params)
     return bool(_matching_at_end(np.asarray(ids[max(0, len(ids) - need) :]), params).any())
+
+
+def loop_end_length(params: MeasureParams = DEFAULT_PARAMS) -> int:
+    """How many trailing ids :func:`may_end_in_loop` reads."""
+    return params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period
 
 
 def _matching_at_end(ids: np.ndarray, params: MeasureParams) -> np.ndarray:
@@ -274,7 +280,7 @@ def normalize_sentence(raw: str) -> str:
 
 
 _STRIP_SENTENCE = methodcaller("strip", _STRIP)
-_OTHER_ASCII_SPACE = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_OTHER_ASCII_SPACE = [chr(b) for b in np.flatnonzero(SPACE_BYTES) if chr(b) not in " \n"]
 
 
 def sentences(text: str) -> list[str]:

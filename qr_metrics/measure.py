@@ -14,7 +14,7 @@ import numpy as np
 from . import pathologies as path
 from .counts import TokenCounter, count_steps, count_words, token_counter
 from .graders import MATH, Grader
-from .loops import detect_exact_loop, detect_near_loop, lexical_ids, may_end_in_loop, sentences
+from .loops import detect_exact_loop, detect_near_loop, lexical_ids, loop_end_length, may_end_in_loop, sentences
 from .params import DEFAULT_PARAMS, MeasureParams
 from .segments import split_reasoning
 
@@ -136,12 +136,13 @@ def _lexical_exact_loop(reasoning: str, params: MeasureParams) -> int | None:
     window, then tails twice as long while the periodic run reaches the start of the tail
     (its onset may lie further back).
     """
-    ids = _lexical_tail(reasoning, params.loop_max_period + (params.loop_min_copies - 1) * params.loop_min_period)[0]
+    ids, starts, tail_start = _lexical_tail(reasoning, loop_end_length(params))
     if not may_end_in_loop(ids, params):
         return None
     pieces = params.loop_window + params.loop_max_period
     while True:
-        ids, starts, tail_start = _lexical_tail(reasoning, pieces)
+        if tail_start > 0:  # (at 0 the whole text, a short one, is split already)
+            ids, starts, tail_start = _lexical_tail(reasoning, pieces)
         exact = detect_exact_loop(ids, params)
         if exact is None or exact.onset > 0 or tail_start == 0:
             return None if exact is None else int(starts[exact.onset])
