@@ -60,7 +60,7 @@ def main() -> None:
     without = throughput(pool, args.n, None)
     print(f"without tokenizer: {without:8.0f} samples/s  ({args.n} samples; target >= 1000/s per core)")
 
-    from qr_leaderboard.tiny_model import build_tokenizer
+    from qr_adapters.tiny_model import build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         build_tokenizer().save_pretrained(tmp)

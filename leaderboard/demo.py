@@ -81,7 +81,7 @@ def evaluate_qr_math(
 
 def run_demo(out: Path, progress: bool = True) -> None:
     """Write models, data and two lm-eval runs under ``out``, and print what qr-eval sees."""
-    from .tiny_model import build_tiny_model
+    from qr_adapters.tiny_model import build_tiny_model
 
     if out.exists():
         shutil.rmtree(out / "runs", ignore_errors=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonlines
 
+from qr_metrics.documents import doc_key
+
 HEADER_FIELDS = ("name", "model", "precision", "bits", "tokenizer", "speedup")
 _RESULTS = re.compile(r"^results_(?P<stamp>.+)\.json$")
 
@@ -69,12 +71,6 @@ class Run:
     @property
     def tasks(self) -> list[str]:
         return sorted({s.task for s in self.samples})
-
-
-def doc_key(doc: Any) -> str:
-    """A document's identity by content: lm-eval's ``process_results`` sees the document but
-    not its ``doc_id``, so in-harness comparisons match baseline samples this way."""
-    return json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def read_run(path: str | Path, timestamp: str | None = None) -> Run:

@@ -15,8 +15,8 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
-from qr_leaderboard.runs import doc_key
 from qr_metrics.counts import loadable_tokenizer
+from qr_metrics.documents import doc_key
 from qr_metrics.graders import grader_for_task
 from qr_metrics.measure import SampleMeasurement, measure
 from qr_metrics.params import MeasureParams

@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from lm_eval_tasks import TASKS_DIR
-from qr_leaderboard.lm_eval_entry import with_qr_tasks
+from qr_adapters.lm_eval_entry import with_qr_tasks
 
 
 def test_include_path_is_added_or_extended():
