@@ -29,6 +29,7 @@ from .counts import SPACE_BYTES
 from .params import DEFAULT_PARAMS, MeasureParams
 
 __all__ = [
+    "BatchLoopDetector",
     "NearLoop",
     "PeriodicTail",
     "StreamingLoopDetector",
@@ -211,59 +212,106 @@ def _extend_onset(ids: Sequence[int] | np.ndarray, period: int, s: int) -> int:
 # Exact loops, online
 
 
-class StreamingLoopDetector:
-    """The exact-loop test run on every generated token, at a cost that does not grow.
+class BatchLoopDetector:
+    """The exact-loop test run online over a batch of sequences that grow together.
 
-    State: a ring of the last ``loop_max_period`` ids (stored twice, so the ids p back for all
-    periods are one contiguous slice) and one run-length counter per period, updated with a
-    few vectorised numpy operations per token. Runs are counted without a cap, so ``onset``
-    is exact. With no tail slack (a live stream ends where it ends) it reports what
-    :func:`detect_exact_loop` reports for ``loop_tail_slack=0`` on the ids seen so far.
+    The adapters call it on every generated token of every row (or on blocks of
+    ``check_every`` tokens), so its cost must be far below a decoding step at serving batch
+    sizes: state is the last ``loop_max_period`` ids of each row and one run-length counter
+    per (row, period), updated for a whole block of ids with a few vectorised operations.
+    Runs are counted without a cap, so onsets are exact. With no tail slack (a live stream
+    ends where it ends) each row reports what :func:`detect_exact_loop` reports for
+    ``loop_tail_slack=0`` on that row's ids so far.
     """
 
-    def __init__(self, params: MeasureParams = DEFAULT_PARAMS) -> None:
+    def __init__(self, batch: int, params: MeasureParams = DEFAULT_PARAMS) -> None:
         self.params = params
+        self.batch = batch
         self._periods = np.arange(params.loop_min_period, params.loop_max_period + 1)
         # r + p >= k * p; the window does not bind because loop_window >= k * loop_max_period.
         self._min_run = (params.loop_min_copies - 1) * self._periods
         self.reset()
 
     def reset(self) -> None:
+        """Forget every id seen (new sequences start)."""
+        self._history = np.zeros((self.batch, self.params.loop_max_period), dtype=np.int64)
+        self._runs = np.zeros((self.batch, len(self._periods)), dtype=np.int64)
+        self.length = 0
+
+    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``block`` (batch x k ids, the next k of every row).
+
+        Returns ``(onset, period)``, one entry per row, of the loop each row now ends in
+        (earliest onset, ties to the smallest period); -1 in both where a row ends in none.
+        """
+        block = np.asarray(block, dtype=np.int64).reshape(self.batch, -1)
+        k = block.shape[1]
+        pmin, pmax = self.params.loop_min_period, self.params.loop_max_period
+        history = np.concatenate([self._history, block], axis=1)
+        # earlier[b, j, t] = id[n + t - p_j] of row b = history[b, pmax - pmin - j + t]: a
+        # strided view (built directly, np.lib.stride_tricks costs more than the compare).
+        rows, step = history.strides
+        earlier = np.ndarray(
+            (self.batch, len(self._periods), k), np.int64, history,
+            offset=(pmax - pmin) * step, strides=(rows, -step, step),
+        )
+        match = earlier == block[:, None, :]
+        if self.length < pmax:  # ids before the start never match
+            match &= (self.length + np.arange(k))[None, :] >= self._periods[:, None]
+        if k == 1:
+            self._runs += 1
+            self._runs *= match[:, :, 0]
+        else:
+            mismatch = ~match
+            since = np.argmax(mismatch[:, :, ::-1], axis=2)  # matches after the last mismatch
+            self._runs = np.where(mismatch.any(axis=2), since, self._runs + k)
+        self._history = history[:, k:]
+        self.length += k
+        ok = self._runs >= self._min_run
+        none = np.full(self.batch, -1)
+        if not ok.any():
+            return none, none
+        onsets = np.where(ok, self.length - self._runs - self._periods, self.length)
+        best = np.argmin(onsets, axis=1)  # the first minimum: the smallest period
+        found = ok[np.arange(self.batch), best]
+        onset = np.where(found, onsets[np.arange(self.batch), best], -1)
+        period = np.where(found, self._periods[best], -1)
+        return onset, period
+
+
+_EXTEND_BLOCK = 256
+"""Ids pushed at once by ``extend``: bounds the (periods x block) temporaries."""
+
+
+class StreamingLoopDetector:
+    """:class:`BatchLoopDetector` for one sequence, one id at a time."""
+
+    def __init__(self, params: MeasureParams = DEFAULT_PARAMS) -> None:
+        self.params = params
+        self._batch = BatchLoopDetector(1, params)
+
+    def reset(self) -> None:
         """Forget every id seen (a new sequence starts)."""
-        pmax = self.params.loop_max_period
-        self._ring = np.zeros(2 * pmax, dtype=np.int64)
-        self._runs = np.zeros(len(self._periods), dtype=np.int64)
-        self._match = np.zeros(len(self._periods), dtype=bool)
-        self._n = 0
+        self._batch.reset()
 
     def push(self, token_id: int) -> PeriodicTail | None:
         """Add one id; the loop the sequence now ends in, or None."""
-        pmax, pmin = self.params.loop_max_period, self.params.loop_min_period
-        n = self._n
-        j = n % pmax
-        # ring[j + pmax - p] holds id[n - p]; p = pmin..pmax is a reversed contiguous slice.
-        np.equal(self._ring[j + pmax - pmin : j - 1 if j else None : -1], token_id, out=self._match)
-        if n < pmax:
-            self._match &= self._periods <= n
-        self._ring[j] = self._ring[j + pmax] = token_id
-        self._n = n + 1
-        self._runs += 1
-        self._runs *= self._match
-        ok = self._runs >= self._min_run
-        if not ok.any():
-            return None
-        onset = np.where(ok, self._n - self._runs - self._periods, self._n)
-        i = int(np.argmin(onset))  # the first minimum: the smallest period
-        first, period = int(onset[i]), int(self._periods[i])
-        copies = (self._n - first) / period
-        return PeriodicTail(onset=first, period=period, copies=copies, end=self._n)
+        return self._tail(self._batch.push(np.array([[token_id]])))
 
     def extend(self, ids: Iterable[int]) -> PeriodicTail | None:
-        """Push each id; the result of the last push (None for no ids)."""
+        """Push the ids in blocks; the loop the sequence then ends in (None for no ids)."""
+        ids = np.fromiter((int(i) for i in ids), dtype=np.int64)
         found = None
-        for token_id in ids:
-            found = self.push(int(token_id))
-        return found
+        for start in range(0, len(ids), _EXTEND_BLOCK):
+            found = self._batch.push(ids[None, start : start + _EXTEND_BLOCK])
+        return None if found is None else self._tail(found)
+
+    def _tail(self, found: tuple[np.ndarray, np.ndarray]) -> PeriodicTail | None:
+        onset, period = int(found[0][0]), int(found[1][0])
+        if onset < 0:
+            return None
+        end = self._batch.length
+        return PeriodicTail(onset=onset, period=period, copies=(end - onset) / period, end=end)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from qr_metrics import loops
 from qr_metrics.loops import (
+    BatchLoopDetector,
     NearLoop,
     PeriodicTail,
     StreamingLoopDetector,
@@ -191,7 +192,8 @@ def test_streaming_reset_and_first_detection():
 
 def test_streaming_state_does_not_grow():
     def state_bytes(detector):
-        return sum(v.nbytes for v in vars(detector).values() if isinstance(v, np.ndarray))
+        state = {**vars(detector), **vars(detector._batch)}
+        return sum(v.nbytes for v in state.values() if isinstance(v, np.ndarray))
 
     detector = StreamingLoopDetector()
     before = state_bytes(detector)
@@ -420,3 +422,31 @@ def test_real_loop_cut_mid_copy_is_found_with_its_onset():
     assert 0 < near.onset_char - onset_char < len(copy)
     assert StreamingLoopDetector().extend(ids) == detect_exact_loop(ids, NO_SLACK) == tail
 
+
+
+def test_batch_detector_rows_and_blocks_match_batch_detection():
+    """Each row, pushed in blocks of any size, reports what detect_exact_loop reports for its ids."""
+    rng = np.random.default_rng(11)
+    rows = [
+        rng.integers(0, 40, 600),  # varied
+        np.concatenate([rng.integers(0, 40, 200), np.tile(rng.integers(0, 40, 7), 60)]),
+        np.concatenate([rng.integers(0, 40, 50), np.tile(rng.integers(0, 40, 131), 5)])[:600],
+        np.tile([5, 5, 6, 5], 150),
+    ]
+    ids = np.stack([row[:600] for row in rows])
+    for block in (1, 7, 16, 600):
+        detector = BatchLoopDetector(len(rows), NO_SLACK)
+        for start in range(0, ids.shape[1], block):
+            onset, period = detector.push(ids[:, start : start + block])
+            for b in range(len(rows)):
+                expected = detect_exact_loop(ids[b, : start + block], NO_SLACK)
+                if expected is None:
+                    assert (onset[b], period[b]) == (-1, -1)
+                else:
+                    assert (onset[b], period[b]) == (expected.onset, expected.period)
+
+
+def test_batch_detector_rows_are_independent():
+    loop, varied = np.tile(np.arange(4), 10), np.arange(40)
+    onset, period = BatchLoopDetector(2).push(np.stack([varied, loop]))
+    assert onset.tolist() == [-1, 0] and period.tolist() == [-1, 4]
