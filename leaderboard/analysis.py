@@ -14,6 +14,7 @@ from qr_metrics.measure import UNITS, measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.segments import prompt_opens_reasoning
+from qr_metrics.sidecar import SideRecord
 
 from .runs import Run, Sample
 
@@ -74,13 +75,26 @@ def _measure_sample(sample: Sample, tokenizer: str | None, params: MeasureParams
         opened_by_prompt=opened,
         params=params,
     )
-    return MeasuredSample(
-        sample, {**sample.counts, **m.counts}, m.correct, m.flags, m.loop_kind, m.loop_onset, m.loop_onset_char
-    )
+    counts = {**sample.counts, **m.counts, **_exact_counts(sample.side)}
+    return MeasuredSample(sample, counts, m.correct, m.flags, m.loop_kind, m.loop_onset, m.loop_onset_char)
+
+
+def _exact_counts(side: SideRecord | None) -> dict[str, int]:
+    """The side file's token counts: the generator's own ids, so they win over re-tokenising."""
+    if side is None:
+        return {}
+    if side.reasoning_tokens is None:
+        return {"completion_tokens": side.completion_tokens}
+    return {
+        "completion_tokens": side.completion_tokens,
+        "reasoning_tokens": side.reasoning_tokens,
+        "answer_tokens": side.completion_tokens - side.reasoning_tokens,
+    }
 
 
 def summarize(measured: list[MeasuredSample]) -> dict[str, dict[str, Any]]:
-    """Per task: ``n``, ``accuracy``, length statistics per unit, pathology counts and rates.
+    """Per task: ``n``, ``accuracy``, length statistics per unit, pathology counts and rates,
+    and ``rescue`` (see :func:`rescue_counts`) when the task's samples have side-file records.
 
     This is the documented ``qr-eval analyze --json`` schema.
     """
@@ -113,4 +127,28 @@ def _summarize_task(items: list[MeasuredSample]) -> dict[str, Any]:
         rates[name] = float(np.mean(flags)) if flags else None
     summary["counts"] = counts
     summary["rates"] = rates
+    rescue = rescue_counts([m.sample.side for m in items if m.sample.side is not None])
+    if rescue is not None:
+        summary["rescue"] = rescue
     return summary
+
+
+def rescue_counts(records: list[SideRecord]) -> dict[str, int] | None:
+    """What loop rescue did to these samples; None without side-file records.
+
+    ``rescued``: samples with at least one rescue event; ``committed`` / ``fell_back``: those
+    whose last event is a commit / a fallback; ``tokens_saved``: over the samples with a
+    loop-triggered event, the budget left unspent, ``max(0, max_gen_toks - completion_tokens)``:
+    what a loop would otherwise have burned until the budget ran out.
+    """
+    if not records:
+        return None
+    rescued = [r for r in records if r.rescue]
+    return {
+        "rescued": len(rescued),
+        "committed": sum(r.rescue[-1].kind == "commit" for r in rescued),
+        "fell_back": sum(r.rescue[-1].kind == "fallback" for r in rescued),
+        "tokens_saved": sum(
+            max(0, r.max_gen_toks - r.completion_tokens) for r in rescued if any(e.trigger == "loop" for e in r.rescue)
+        ),
+    }

@@ -31,17 +31,25 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+_RESCUE = {"rescued": "rescued", "committed": "commit", "fell_back": "fallback", "tokens_saved": "saved_tok"}
+"""Rescue count columns of the analysis table (shown when a side file was read)."""
+
+
 def analysis_table(name: str, summary: dict[str, dict[str, Any]]) -> str:
-    """One row per task: n, accuracy, mean/p90 reasoning length, pathology rates in %."""
+    """One row per task: n, accuracy, mean/p90 reasoning length, pathology rates in %, and
+    the rescue counts when a task has them."""
     unit = "reasoning_tokens" if all("reasoning_tokens" in s for s in summary.values()) else "words"
     label = "tokens" if unit == "reasoning_tokens" else "words"
+    rescue = any("rescue" in s for s in summary.values())
     header = ["task", "n", "acc%", f"mean {label}", f"p90 {label}", *(f"{_SHORT[p]}%" for p in PATHOLOGIES)]
+    header += list(_RESCUE.values()) if rescue else []
     rows = []
     for task, s in summary.items():
         lengths = s.get(unit) or {}
         rows.append(
             [task, str(s["n"]), _cell(s["accuracy"], True), _cell(lengths.get("mean")), _cell(lengths.get("p90"))]
             + [_cell(s["rates"][p], True) for p in PATHOLOGIES]
+            + ([_cell((s.get("rescue") or {}).get(k)) for k in _RESCUE] if rescue else [])
         )
     return f"run: {name}  (lengths: reasoning {label}; pathologies: % of samples, '-' unknown)\n" + format_table(header, rows)
 

@@ -3,22 +3,31 @@
 One reader, one model (DESIGN.md section 2): every command works on ``Run`` and never
 parses files itself. Inputs are never modified. Bad input raises ``InputError`` naming the
 file, the line and the field.
+
+An lm-eval run may come with the adapters' side file (``qr_metrics.sidecar``): its exact
+finish reasons, token counts, rescue events and timings are joined to the samples.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jsonlines
 
 from qr_metrics.documents import doc_key
+from qr_metrics.sidecar import SideRecord
+
+log = logging.getLogger(__name__)
 
 HEADER_FIELDS = ("name", "model", "precision", "bits", "tokenizer", "speedup")
 _RESULTS = re.compile(r"^results_(?P<stamp>.+)\.json$")
+SIDE_FILE = "qr_sidecar.jsonl"
+"""The side file picked up beside ``results_*.json`` when ``model_args`` names none."""
 
 
 class InputError(ValueError):
@@ -46,6 +55,10 @@ class Sample:
     counts: dict[str, int] = field(default_factory=dict)
     doc_key: str | None = None
     """The logged lm-eval document, canonically serialised (see ``doc_key``)."""
+    prompt_hash: str | None = None
+    """lm-eval's logged ``prompt_hash``: what a side-file record must match."""
+    side: SideRecord | None = None
+    """The adapters' side-file record, when the run has one (its counts are exact)."""
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -67,6 +80,9 @@ class Run:
     """Per-token decoding speedup over the full-precision model, when measured or known."""
     generation: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per task: the generation settings the run used (lm-eval runs only)."""
+    decode_s_per_token: dict[str, float] = field(default_factory=dict)
+    """Measured seconds per decoding step per model (``lowbit``, ``reference``), from the
+    side file: the token-weighted mean over its records."""
 
     @property
     def tasks(self) -> list[str]:
@@ -243,6 +259,9 @@ def _read_lm_eval(results_path: Path) -> Run:
             continue
         samples.extend(_lm_eval_samples(samples_path, task, generation[task].get("max_gen_toks")))
     _check_unique(samples, results_path)
+    side_path = _side_file(results_path, model_args)
+    if side_path is not None:
+        samples = _join_side_file(side_path, samples)
     header = _read_header(results_path.parent / "run.json")
     pretrained = model_args.get("pretrained") or results.get("model_name")
     return Run(
@@ -255,6 +274,7 @@ def _read_lm_eval(results_path: Path) -> Run:
         tokenizer=header.get("tokenizer") or model_args.get("tokenizer") or model_args.get("pretrained"),
         speedup=header.get("speedup"),
         generation=generation,
+        decode_s_per_token=_decode_s_per_token([s.side for s in samples if s.side is not None]),
     )
 
 
@@ -291,6 +311,7 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
                     gold=record.get("target"),
                     max_gen_toks=max_gen_toks,
                     doc_key=doc_key(record["doc"]) if "doc" in record else None,
+                    prompt_hash=record.get("prompt_hash") or None,
                 )
             )
     return samples
@@ -304,3 +325,68 @@ def _prompt_of(record: dict) -> str | None:
     if isinstance(arguments, list) and arguments and isinstance(arguments[0], list):
         return arguments[0][0]
     return None
+
+
+def _side_file(results_path: Path, model_args: dict[str, Any]) -> Path | None:
+    """The side file ``model_args`` names (``sidecar=PATH``), else ``qr_sidecar.jsonl``
+    beside the results. A relative name is tried from the current directory, then from the
+    results' directory; any name is finally tried beside the results (a run directory
+    copied from elsewhere). One named but not found is a warning: the run is read without it.
+    """
+    named = model_args.get("sidecar")
+    if not named:
+        beside = results_path.parent / SIDE_FILE
+        return beside if beside.is_file() else None
+    path = Path(str(named))
+    tries = [path] if path.is_absolute() else [path, results_path.parent / path]
+    for candidate in [*tries, results_path.parent / path.name]:
+        if candidate.is_file():
+            return candidate
+    log.warning("side file %s (model_args sidecar=) not found: reading %s without it", path, results_path)
+    return None
+
+
+def _join_side_file(path: Path, samples: list[Sample]) -> list[Sample]:
+    """Samples with their side-file record, keyed by (task, doc_id, repeat); the record's
+    final finish reason and budget replace what lm-eval's log implies.
+
+    A record whose prompt hash differs from the logged sample's is a stale side file (an
+    input error); records with no sample are counted in one warning.
+    """
+    index = {sample.key: i for i, sample in enumerate(samples)}
+    joined = list(samples)
+    unmatched = 0
+    for line_no, obj in _records(path):
+        try:
+            record = SideRecord.from_json(obj)
+        except ValueError as error:
+            name, _, message = str(error).partition(": ")
+            raise InputError(path, message, line_no, name) from None
+        i = index.get(record.key)
+        if i is None:
+            unmatched += 1
+            continue
+        sample = joined[i]
+        if sample.side is not None:
+            raise InputError(path, f"a second record for sample {record.key}", line_no, "doc_id")
+        if sample.prompt_hash and record.prompt_hash and sample.prompt_hash != record.prompt_hash:
+            raise InputError(path, "differs from the logged sample's: a stale side file?", line_no, "prompt_hash")
+        joined[i] = replace(
+            sample, finish_reason=record.final_finish_reason, max_gen_toks=record.max_gen_toks, side=record
+        )
+    if unmatched:
+        log.warning("%s: %d record(s) match no logged sample and are ignored", path, unmatched)
+    return joined
+
+
+def _decode_s_per_token(records: list[SideRecord]) -> dict[str, float]:
+    """Per model: seconds per token over all records, each weighted by the tokens it decoded."""
+    seconds: dict[str, float] = {}
+    tokens: dict[str, int] = {}
+    for record in records:
+        for model, per_token in record.decode_s_per_token.items():
+            n = record.tokens.get(model, 0)
+            if per_token is not None and n:
+                seconds[model] = seconds.get(model, 0.0) + per_token * n
+                tokens[model] = tokens.get(model, 0) + n
+    return {model: seconds[model] / tokens[model] for model in tokens}

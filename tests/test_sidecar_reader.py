@@ -1,0 +1,226 @@
+"""The run reader joins the adapters' side file: exact counts and finish reasons, rescue
+counts per task, measured seconds per token."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from qr_leaderboard.analysis import measure_run, summarize
+from qr_leaderboard.cli import main
+from qr_leaderboard.runs import InputError, read_run
+from qr_metrics.documents import prompt_hash
+
+STAMP = "2026-11-22T10-00-00.1"
+MAX_GEN_TOKS = 64
+COMPLETIONS = {
+    "qr_aime": ["Two halves.</think>\\boxed{1}", "Add them: 3.</think>\\boxed{3}"],
+    "qr_math": ["One and one.</think>\\boxed{2}", "Wait, 2. Wait, 2.</think>\\boxed{2}", "Still thinking about"],
+}
+
+
+def prompt(task, doc_id):
+    return f"Problem {doc_id} of {task}\n<|Assistant|><think>\n"
+
+
+def write_lm_eval_run(directory, model_args="pretrained=/models/tiny", name=None, **header):
+    """lm-eval's output shape: results_<stamp>.json and one samples file per task."""
+    directory.mkdir(parents=True, exist_ok=True)
+    results = {
+        "results": {task: {"acc,none": 1.0} for task in COMPLETIONS},
+        "configs": {task: {"generation_kwargs": {"max_gen_toks": MAX_GEN_TOKS, "until": []}} for task in COMPLETIONS},
+        "config": {"model": "qr-hf", "model_args": model_args},
+    }
+    (directory / f"results_{STAMP}.json").write_text(json.dumps(results))
+    for task, completions in COMPLETIONS.items():
+        lines = [
+            json.dumps({
+                "doc_id": i,
+                "doc": {"problem": f"{task} {i}"},
+                "target": "2",
+                "arguments": {"gen_args_0": {"arg_0": prompt(task, i), "arg_1": {}}},
+                "resps": [[completion]],
+                "filtered_resps": [completion],
+                "prompt_hash": prompt_hash(prompt(task, i)),
+            })
+            for i, completion in enumerate(completions)
+        ]
+        (directory / f"samples_{task}_{STAMP}.jsonl").write_text("\n".join(lines) + "\n")
+    if name or header:
+        (directory / "run.json").write_text(json.dumps({"name": name, **header}))
+    return directory
+
+
+def side(task, doc_id, **fields):
+    record = {
+        "task": task, "doc_id": doc_id, "repeat": 0, "prompt_hash": prompt_hash(prompt(task, doc_id)),
+        "max_gen_toks": MAX_GEN_TOKS, "completion_tokens": 30, "reasoning_tokens": 20,
+        "tokens": {"lowbit": 30}, "plan_tokens": 0, "finish_reason": "stop", "final_finish_reason": "stop",
+        "rescue": [], "wall_s": {}, "decode_s_per_token": {"lowbit": 0.01},
+    }
+    return {**record, **fields}
+
+
+def commit(trigger="loop", position=40):
+    return {"kind": "commit", "trigger": trigger, "position": position}
+
+
+def fallback(trigger="loop", position=10):
+    return {"kind": "fallback", "trigger": trigger, "position": position}
+
+
+RECORDS = [
+    side("qr_math", 0),
+    # a loop cut at token 40 and committed: 64 - 45 = 19 tokens saved
+    side("qr_math", 1, completion_tokens=45, reasoning_tokens=40, tokens={"lowbit": 45}, finish_reason="loop",
+         rescue=[commit()], decode_s_per_token={"lowbit": 0.02}),
+    # the budget ran out in reasoning: final finish reason length, nothing rescued
+    side("qr_math", 2, completion_tokens=64, reasoning_tokens=None, tokens={"lowbit": 64}, finish_reason="length",
+         final_finish_reason="length", decode_s_per_token={"lowbit": 0.03, "reference": None}),
+    # a loop handed to the reference model: 64 - 50 = 14 saved
+    side("qr_aime", 0, completion_tokens=50, reasoning_tokens=45, tokens={"lowbit": 10, "reference": 40},
+         finish_reason="loop", rescue=[fallback()], decode_s_per_token={"lowbit": 0.015, "reference": 0.05}),
+    # a fallback on a loop, then a commit at the budget: the answer runs past it, max(0, 64 - 70) = 0 saved
+    side("qr_aime", 1, completion_tokens=70, reasoning_tokens=64, tokens={"lowbit": 30, "reference": 20},
+         finish_reason="length", rescue=[fallback(), commit("length", 64)],
+         decode_s_per_token={"lowbit": 0.012, "reference": 0.07}),
+    side("qr_math", 99),  # no such sample: ignored, with a warning
+]
+LOWBIT_S = (30 * 0.01 + 45 * 0.02 + 64 * 0.03 + 10 * 0.015 + 30 * 0.012) / (30 + 45 + 64 + 10 + 30)
+REFERENCE_S = (40 * 0.05 + 20 * 0.07) / (40 + 20)
+
+
+def write_side(path, records=RECORDS):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def side_run(tmp_path, tiny_model_dir):
+    """A run with the tiny model's tokenizer (so counts are re-tokenised too) and a side file."""
+    directory = write_lm_eval_run(tmp_path / "run", f"pretrained={tiny_model_dir},sidecar=side.jsonl")
+    write_side(directory / "side.jsonl")
+    return directory
+
+
+def by_key(measured):
+    return {(m.sample.task, m.sample.doc_id): m for m in measured}
+
+
+def test_side_file_is_joined_by_task_doc_and_repeat(side_run, caplog):
+    with caplog.at_level(logging.WARNING):
+        run = read_run(side_run)
+    assert "1 record(s) match no logged sample" in caplog.text
+    joined = {(s.task, s.doc_id): s.side for s in run.samples}
+    assert all(record is not None for record in joined.values())
+    assert joined[("qr_aime", 1)].completion_tokens == 70 and joined[("qr_math", 2)].finish_reason == "length"
+    assert run.samples[0].finish_reason == "stop"
+
+
+def test_exact_counts_win_over_retokenised_ones(side_run):
+    measured = by_key(measure_run(read_run(side_run), progress=False))
+    (side_run / "side.jsonl").unlink()
+    retokenised = by_key(measure_run(read_run(side_run), progress=False))
+    for key, record in ((("qr_math", 1), RECORDS[1]), (("qr_aime", 1), RECORDS[4])):
+        counts, plain = measured[key].counts, retokenised[key].counts
+        assert plain["completion_tokens"] != record["completion_tokens"]  # the tokenizer counts otherwise
+        assert counts["completion_tokens"] == record["completion_tokens"]
+        assert counts["reasoning_tokens"] == record["reasoning_tokens"]
+        assert counts["answer_tokens"] == record["completion_tokens"] - record["reasoning_tokens"]
+        assert counts["words"] == plain["words"]  # text units still come from the text
+    # reasoning unknown in the side file: the re-tokenised reasoning count stays
+    counts = measured[("qr_math", 2)].counts
+    assert counts["completion_tokens"] == 64
+    assert counts["reasoning_tokens"] == retokenised[("qr_math", 2)].counts["reasoning_tokens"]
+
+
+def test_budget_exhausted_follows_the_final_finish_reason(side_run):
+    measured = by_key(measure_run(read_run(side_run), progress=False))
+    flags = {key: m.flags["budget_exhausted"] for key, m in measured.items()}
+    # 64 exact tokens and 'length': exhausted although the text is a few tokens long;
+    # 70 tokens past the budget but 'stop' after a commit: not exhausted
+    assert flags == {("qr_math", 0): False, ("qr_math", 1): False, ("qr_math", 2): True,
+                     ("qr_aime", 0): False, ("qr_aime", 1): False}
+    (side_run / "side.jsonl").unlink()
+    plain = by_key(measure_run(read_run(side_run), progress=False))
+    assert plain[("qr_math", 2)].flags["budget_exhausted"] is False  # re-tokenised, under the budget
+
+
+def test_rescue_counts_per_task(side_run, capsys):
+    summary = summarize(measure_run(read_run(side_run), progress=False))
+    assert summary["qr_math"]["rescue"] == {"rescued": 1, "committed": 1, "fell_back": 0, "tokens_saved": 19}
+    assert summary["qr_aime"]["rescue"] == {"rescued": 2, "committed": 1, "fell_back": 1, "tokens_saved": 14}
+    assert main(["analyze", str(side_run), "--quiet"]) == 0
+    header, _, *rows = capsys.readouterr().out.splitlines()[1:]
+    assert header.split()[-4:] == ["rescued", "commit", "fallback", "saved_tok"]
+    assert [row.split()[-4:] for row in rows] == [["2", "1", "1", "14"], ["1", "1", "0", "19"]]
+
+
+def test_analyze_without_a_side_file_has_no_rescue_block(tmp_path, capsys):
+    write_lm_eval_run(tmp_path)
+    summary = summarize(measure_run(read_run(tmp_path), progress=False))
+    assert all("rescue" not in s for s in summary.values())
+    assert main(["analyze", str(tmp_path), "--quiet"]) == 0
+    assert "rescued" not in capsys.readouterr().out
+
+
+def test_decode_seconds_per_token_are_token_weighted_means(side_run):
+    measured = read_run(side_run).decode_s_per_token
+    assert measured == pytest.approx({"lowbit": LOWBIT_S, "reference": REFERENCE_S})
+
+
+def test_without_a_side_file_nothing_is_measured(tmp_path):
+    run = read_run(write_lm_eval_run(tmp_path))
+    assert run.decode_s_per_token == {} and all(s.side is None for s in run.samples)
+
+
+def test_stale_prompt_hash_names_the_line(tmp_path):
+    write_lm_eval_run(tmp_path)
+    write_side(tmp_path / "qr_sidecar.jsonl", [side("qr_math", 0), side("qr_math", 1, prompt_hash="0" * 64)])
+    with pytest.raises(InputError, match=r"qr_sidecar\.jsonl:2: field 'prompt_hash': .*stale"):
+        read_run(tmp_path)
+
+
+def test_bad_record_names_line_and_field(tmp_path):
+    write_lm_eval_run(tmp_path)
+    write_side(tmp_path / "qr_sidecar.jsonl", [side("qr_math", 0), side("qr_math", 1, finish_reason="eos")])
+    with pytest.raises(InputError, match=r"qr_sidecar\.jsonl:2: field 'finish_reason': must be one of"):
+        read_run(tmp_path)
+    assert main(["analyze", str(tmp_path), "--quiet"]) == 2
+
+
+def test_a_second_record_for_one_sample_is_refused(tmp_path):
+    write_lm_eval_run(tmp_path)
+    write_side(tmp_path / "qr_sidecar.jsonl", [side("qr_math", 0), side("qr_math", 0)])
+    with pytest.raises(InputError, match=r":2: field 'doc_id': a second record"):
+        read_run(tmp_path)
+
+
+def test_a_named_side_file_that_is_missing_is_a_warning(tmp_path, caplog):
+    write_lm_eval_run(tmp_path, "pretrained=/models/tiny,sidecar=gone/side.jsonl")
+    with caplog.at_level(logging.WARNING):
+        run = read_run(tmp_path)
+    (message,) = [r.getMessage() for r in caplog.records if "side file" in r.getMessage()]
+    assert "gone/side.jsonl" in message and "not found" in message
+    assert len(run.samples) == 5 and all(s.side is None for s in run.samples)
+
+
+@pytest.mark.parametrize(
+    "named, placed",
+    [
+        ("sides/side.jsonl", "cwd/sides/side.jsonl"),  # relative to the current directory
+        ("sides/side.jsonl", "out/sides/side.jsonl"),  # relative to the results' directory
+        ("/elsewhere/side.jsonl", "out/side.jsonl"),  # a copied run: the name beside the results
+        (None, "out/qr_sidecar.jsonl"),  # none named: the default name beside the results
+    ],
+)
+def test_side_file_paths_resolve(tmp_path, monkeypatch, named, placed):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    write_lm_eval_run(tmp_path / "out", "pretrained=/models/tiny" + (f",sidecar={named}" if named else ""))
+    write_side(tmp_path / placed)
+    assert read_run(tmp_path / "out").decode_s_per_token["lowbit"] == pytest.approx(LOWBIT_S)
+
