@@ -46,7 +46,7 @@ CSV_COLUMNS = (
     "macro_ratio", "macro_ratio_low", "macro_ratio_high",
     "accuracy_delta", "accuracy_delta_low", "accuracy_delta_high", "mcnemar_p",
     *(f"rate_{name}" for name in PATHOLOGIES),
-    "speedup_per_token", "effective_speedup", "effective_speedup_low", "effective_speedup_high",
+    "speedup_per_token", "speedup_source", "effective_speedup", "effective_speedup_low", "effective_speedup_high",
     "notes",
 )
 """``leaderboard.csv`` columns, in order (documented in README.md, section Leaderboard)."""
@@ -164,6 +164,27 @@ def _effective(speedup: float | None, ratio: dict | None, role: str) -> dict | N
     return {"estimate": speedup / ratio["estimate"], "low": low, "high": high}
 
 
+def resolve_speedup(
+    run: Run, reference: Run | None, speedups: Mapping[str, float]
+) -> tuple[float | None, str | None]:
+    """(per-token speedup, where it came from): ``--speedup`` (``flag``), then run.json
+    (``run.json``), then the side files' measured seconds per token (``measured``): the
+    run's own reference model over its low-bit one, else its baseline run's model over it.
+    """
+    if run.precision in speedups:
+        return speedups[run.precision], "flag"
+    if run.speedup is not None:
+        return run.speedup, "run.json"
+    lowbit = run.decode_s_per_token.get("lowbit")
+    if lowbit:
+        measured = run.decode_s_per_token.get("reference")
+        if not measured and reference is not None and reference is not run:
+            measured = reference.decode_s_per_token.get("lowbit")
+        if measured:
+            return measured / lowbit, "measured"
+    return None, None
+
+
 def build_leaderboard(
     runs: Sequence[Run],
     baseline: str | None = None,
@@ -178,7 +199,8 @@ def build_leaderboard(
     """The documented ``leaderboard.json`` object.
 
     ``speedups``: precision label -> per-token speedup; it overrides a run's own
-    ``speedup`` (run.json). A label that matches no run is an input error.
+    ``speedup`` (run.json) and the measured one (:func:`resolve_speedup`). A label that
+    matches no run is an input error.
     """
     if unit not in UNIT_FIELDS:
         raise InputError("--unit", f"must be one of {sorted(UNIT_FIELDS)}, got {unit!r}")
@@ -208,13 +230,13 @@ def build_leaderboard(
                 cache=cache,
             )
             warnings.extend(f"{run.name}: {w}" for w in comparison["warnings"])
-        speedup = speedups.get(run.precision, run.speedup)
+        speedup, speedup_source = resolve_speedup(run, reference, speedups)
         run_info.append(
             {
                 "name": run.name, "model": run.model, "precision": run.precision, "bits": run.bits,
                 "source": str(run.source), "role": role,
                 "baseline": None if reference is None else reference.name,
-                "speedup_per_token": speedup, "note": note,
+                "speedup_per_token": speedup, "speedup_source": speedup_source, "note": note,
             }
         )
         by_task: dict[str, list[MeasuredSample]] = {}
@@ -232,7 +254,8 @@ def build_leaderboard(
             block = None
             if comparison is not None:
                 block = comparison["overall"] if scope == OVERALL else comparison["tasks"].get(scope)
-            rows.append(_row(run, scope, role, reference, note, _absolute(samples, field, config), block, speedup))
+            absolute = _absolute(samples, field, config)
+            rows.append(_row(run, scope, role, reference, note, absolute, block, speedup, speedup_source))
     return {
         "title": title or "qr-eval leaderboard",
         **statistics_header(unit, config),
@@ -248,7 +271,7 @@ def _macro(value: dict | None) -> dict | None:
     return None if value is None else {k: value[k] for k in ("estimate", "low", "high")}
 
 
-def _row(run, scope, role, reference, note, absolute, block, speedup) -> dict[str, Any]:
+def _row(run, scope, role, reference, note, absolute, block, speedup, speedup_source) -> dict[str, Any]:
     notes = [] if note is None else [note]
     ratio = None if block is None else block["ratio_of_means"]
     if role == "candidate" and block is None:
@@ -276,6 +299,7 @@ def _row(run, scope, role, reference, note, absolute, block, speedup) -> dict[st
         "mcnemar_p": None if accuracy is None else accuracy["mcnemar_p"],
         "rates": absolute["rates"],
         "speedup_per_token": speedup,
+        "speedup_source": speedup_source,
         "effective_speedup": _effective(speedup, ratio, role),
         "notes": notes,
     }

@@ -1,5 +1,5 @@
 """The run reader joins the adapters' side file: exact counts and finish reasons, rescue
-counts per task, measured seconds per token."""
+counts per task, measured seconds per token and the leaderboard's per-token speedup."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from qr_leaderboard.analysis import measure_run, summarize
 from qr_leaderboard.cli import main
+from qr_leaderboard.leaderboard import CSV_COLUMNS, resolve_speedup
 from qr_leaderboard.runs import InputError, read_run
 from qr_metrics.documents import prompt_hash
 
@@ -224,3 +225,57 @@ def test_side_file_paths_resolve(tmp_path, monkeypatch, named, placed):
     write_side(tmp_path / placed)
     assert read_run(tmp_path / "out").decode_s_per_token["lowbit"] == pytest.approx(LOWBIT_S)
 
+
+# ----------------------------------------------------------------------------- leaderboard speedup
+
+
+def leaderboard_runs(root, lowbit_s, reference_s=None, **headers):
+    """A bf16 baseline and int4 / int3 runs of model m, each with a side file of these times."""
+    paths = {}
+    for precision in ("bf16", "int4", "int3"):
+        directory = write_lm_eval_run(root / precision, name=f"m-{precision}", model="m", precision=precision,
+                                      **headers.get(precision, {}))
+        seconds = {"lowbit": lowbit_s[precision]}
+        if reference_s and precision in reference_s:
+            seconds["reference"] = reference_s[precision]
+        write_side(directory / "qr_sidecar.jsonl", [
+            {**r, "decode_s_per_token": seconds, "tokens": {"lowbit": 10, "reference": 10}} for r in RECORDS[:5]
+        ])
+        paths[precision] = directory
+    return paths
+
+
+def test_speedup_precedence_flag_then_run_json_then_measured(tmp_path):
+    paths = leaderboard_runs(tmp_path, {"bf16": 0.01, "int4": 0.004, "int3": 0.005}, {"int3": 0.02},
+                             int4={"speedup": 1.7})
+    base, int4, int3 = (read_run(paths[p]) for p in ("bf16", "int4", "int3"))
+    assert resolve_speedup(int4, base, {"int4": 3.0}) == (3.0, "flag")
+    assert resolve_speedup(int4, base, {}) == (1.7, "run.json")
+    # the run's own reference model over its low-bit one wins over the baseline's time
+    speedup, source = resolve_speedup(int3, base, {})
+    assert (speedup, source) == (pytest.approx(0.02 / 0.005), "measured")
+    int4.speedup = None
+    speedup, source = resolve_speedup(int4, base, {})
+    assert (speedup, source) == (pytest.approx(0.01 / 0.004), "measured")
+    assert resolve_speedup(base, base, {}) == (None, None)  # a baseline is not measured against itself
+    assert resolve_speedup(int4, None, {}) == (None, None)  # no baseline, no reference time
+
+
+def test_leaderboard_shows_measured_effective_speedup_without_flags(tmp_path):
+    paths = leaderboard_runs(tmp_path, {"bf16": 0.01, "int4": 0.004, "int3": 0.005}, int3={"speedup": 1.5})
+    out = tmp_path / "board"
+    argv = ["leaderboard", *(str(paths[p]) for p in ("bf16", "int4", "int3")), "--out", str(out),
+            "--unit", "words", "--n-resamples", "200", "--no-plots", "--quiet"]
+    assert main(argv) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    overall = {r["run"]: r for r in board["rows"] if r["task"] == "overall"}
+    int4, int3, base = overall["m-int4"], overall["m-int3"], overall["m-bf16"]
+    assert (int4["speedup_per_token"], int4["speedup_source"]) == (pytest.approx(2.5), "measured")
+    # the same completions: inflation 1, so the effective speedup is the per-token one
+    assert int4["effective_speedup"]["estimate"] == pytest.approx(2.5)
+    assert (int3["speedup_per_token"], int3["speedup_source"]) == (1.5, "run.json")
+    assert base["speedup_per_token"] is None and base["speedup_source"] is None
+    assert {i["name"]: i["speedup_source"] for i in board["runs"]} == {
+        "m-bf16": None, "m-int4": "measured", "m-int3": "run.json"}
+    header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert tuple(header) == CSV_COLUMNS and "speedup_source" in header
