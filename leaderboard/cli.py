@@ -26,7 +26,7 @@ def _analyze(args: argparse.Namespace) -> int:
     import jsonlines
 
     from .analysis import measure_run, summarize
-    from .files import atomic_write
+    from qr_metrics.files import atomic_write
     from .report import analysis_table
     from .runs import read_run
 

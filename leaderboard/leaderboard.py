@@ -22,7 +22,7 @@ from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, accuracy_compar
 
 from .analysis import MeasuredSample
 from .compare import UNIT_FIELDS, compare_runs, measure_in_unit, statistics_header
-from .files import atomic_write
+from qr_metrics.files import atomic_write
 from .report import markdown_cell
 from .runs import InputError, Run, read_run
 

@@ -192,7 +192,7 @@ def test_outputs_are_readable_by_others(tmp_path):
     import os
     import stat
 
-    from qr_leaderboard.files import atomic_write
+    from qr_metrics.files import atomic_write
 
     old = os.umask(0o022)
     try:
