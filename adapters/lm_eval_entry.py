@@ -1,4 +1,5 @@
-"""``qr-lm-eval``: lm_eval with the qr tasks on its include path, same arguments otherwise."""
+"""``qr-lm-eval``: lm_eval with the qr tasks on its include path and the ``qr-hf`` model
+registered, same arguments otherwise."""
 
 from __future__ import annotations
 
@@ -25,5 +26,12 @@ def with_qr_tasks(argv: list[str]) -> list[str]:
 def main() -> None:
     from lm_eval.__main__ import cli_evaluate
 
+    from . import hf  # noqa: F401  (registers qr-hf)
+    from .rescue import ModelArgumentError
+
     sys.argv = [sys.argv[0], *with_qr_tasks(sys.argv[1:])]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except ModelArgumentError as error:
+        print(f"qr-lm-eval: bad model argument: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

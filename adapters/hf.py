@@ -1,0 +1,453 @@
+"""``qr-hf``: lm-eval's ``hf`` model with low-bit loading, loop rescue and FP16 planning.
+
+Every ``HFLM`` argument keeps working; the extra model arguments are those of
+:class:`~qr_adapters.rescue.RescueParams` plus ``sidecar=PATH`` (the side file, see
+``qr_metrics.sidecar``), ``quant=rtn-w{bits}g{group}`` (simulated RTN weight quantization)
+and ``load_in_4bit`` / ``load_in_8bit`` (bitsandbytes). GPTQ and AWQ checkpoints load as
+``pretrained=`` like any checkpoint.
+
+Generation is lm-eval's own (``HFLM._model_generate``) for each phase, so with rescue off
+and no planning the completions are those of plain ``hf``. The loop detector rides along as
+a logits processor: every ``check_every`` tokens it feeds the new ids of the whole batch to
+one :class:`~qr_metrics.loops.BatchLoopDetector` and makes only the looping rows emit eos.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonlines
+import numpy as np
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from qr_metrics.documents import prompt_hash
+from qr_metrics.files import atomic_write
+from qr_metrics.graders import grader_for_task
+from qr_metrics.loops import BatchLoopDetector
+from qr_metrics.segments import prompt_opens_reasoning, split_reasoning
+from qr_metrics.sidecar import RescueEvent, SideRecord
+
+from .rescue import LOOP_FIELDS, ModelArgumentError, Rescue, RescueParams, choose_rescue, commit_text
+
+log = logging.getLogger(__name__)
+
+_RESCUE_ARGS = ("rescue", "reference", "plan_tokens", "check_every", "min_reasoning_tokens",
+                "answer_tokens", "close_text", "commit_template", *LOOP_FIELDS)
+
+
+@register_model("qr-hf")
+class QRHFLM(HFLM):
+    """An ``HFLM`` whose generations may be planned by, rescued by and handed to a reference."""
+
+    def __init__(self, pretrained: Any, sidecar: str | None = None, quant: str | None = None,
+                 load_in_4bit: bool = False, load_in_8bit: bool = False, **kwargs: Any) -> None:
+        rescue_args = {k: kwargs.pop(k) for k in _RESCUE_ARGS if k in kwargs}
+        self.rescue_params = RescueParams.from_model_args(rescue_args)
+        try:
+            spec = _quant_spec(quant)
+        except ValueError as error:
+            raise ModelArgumentError(str(error)) from None
+        if spec is not None and (load_in_4bit or load_in_8bit):
+            raise ModelArgumentError(f"quant={quant!r} is invalid: must not be combined with load_in_4bit/8bit")
+        if self.rescue_params.reference is not None:
+            check_same_vocabulary(kwargs.get("tokenizer") or pretrained, self.rescue_params.reference)
+        if load_in_4bit or load_in_8bit:
+            from .quant import quantization_kwargs
+
+            kwargs.update(quantization_kwargs(load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit))
+        super().__init__(pretrained=pretrained, **kwargs)
+        if spec is not None:
+            from .quant import apply_rtn
+
+            apply_rtn(self.model, spec)
+        self.sidecar = sidecar
+        self.reference_model = None
+        if self.rescue_params.reference is not None:
+            self.reference_model = _load_reference(self.rescue_params.reference, kwargs, self.device)
+        self.side_records: list[dict[str, Any]] = []
+        self._repeats: dict[tuple[str, Any], int] = defaultdict(int)
+        self._pending: dict[str, deque] = defaultdict(deque)
+        self._batch_prompts: list[str] = []
+
+    # -- lm-eval hooks -------------------------------------------------------------------------
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        for request in requests if self.rescue_params.active or self.sidecar else ():
+            # the k-th request for a document is its repeat k
+            doc = (request.task_name, request.doc_id)
+            self._pending[request.args[0]].append((*doc, self._repeats[doc]))
+            self._repeats[doc] += 1
+        completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
+        if self.sidecar is not None:
+            path = self.sidecar if self.world_size == 1 else f"{self.sidecar}.rank{self.rank}"
+            with atomic_write(path) as handle:
+                jsonlines.Writer(handle).write_all(self.side_records)
+        return completions
+
+    def tok_batch_encode(self, strings, *args, **kwargs):
+        self._batch_prompts = list(strings)  # the prompts of the batch _model_generate gets next
+        return super().tok_batch_encode(strings, *args, **kwargs)
+
+    def _model_generate(self, context, max_length, stop, **kwargs):
+        if not self.rescue_params.active and self.sidecar is None:
+            return super()._model_generate(context, max_length, stop, **kwargs)
+        batch = _Batch.start(self, context, kwargs.pop("attention_mask"), max_length - context.shape[1])
+        if self.rescue_params.plan_tokens:
+            self._plan(batch, stop, kwargs)
+        plain = self._continue(batch, context, stop, kwargs)
+        if self.rescue_params.rescue != "off":
+            self._rescue(batch, stop, kwargs)
+        self.side_records.extend(batch.records(self, [self._pending[p].popleft() for p in self._batch_prompts]))
+        if not self.rescue_params.active:
+            return plain  # exactly what plain hf returns
+        return batch.as_tensor(context, self.tokenizer.pad_token_id)
+
+    # -- phases ----------------------------------------------------------------------------------
+
+    def _plan(self, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
+        """The reference writes the first ``plan_tokens`` ids of every row."""
+        budget = min(self.rescue_params.plan_tokens, batch.budget)
+        new, ended = self._generate("reference", batch, batch.prompts, budget, stop, kwargs, phase="plan")
+        for row, ids, done in zip(batch.rows, new, ended):
+            row.ids, row.plan = list(ids), len(ids)
+            if done:
+                row.done, row.finish, row.final = True, "stop", "stop"
+            elif len(ids) >= batch.budget:
+                row.done, row.finish, row.final = True, "length", "length"
+
+    def _continue(self, batch: "_Batch", context, stop: list[str], kwargs: dict):
+        """The low-bit model goes on from the prompt (and the plan), the detector watching."""
+        live = [i for i, row in enumerate(batch.rows) if not row.done]
+        if not live:
+            return None
+        plan = torch.tensor([batch.rows[i].ids for i in live], dtype=context.dtype, device=context.device)
+        plan = plan.reshape(len(live), len(batch.rows[live[0]].ids))  # all live rows planned alike
+        inputs = torch.cat([context[live], plan], dim=1)
+        mask = torch.cat([batch.mask[live], torch.ones_like(plan)], dim=1)
+        watcher = None
+        if self.rescue_params.rescue != "off":
+            watcher = _LoopWatcher(self, inputs.shape[1], plan.cpu().numpy())
+            kwargs = {**kwargs, "logits_processor": LogitsProcessorList([watcher])}
+        width = inputs.shape[1]
+        started = _now(self.device)
+        output = self._generate_tensor(self.model, inputs, mask, batch.prompt_width + batch.budget, stop, kwargs)
+        batch.timing("generate", "lowbit", _now(self.device) - started, output.shape[1] - width)
+        new, ended = self._split_new(output[:, width:], stop)
+        if watcher is not None:
+            watcher.flush(output[:, width:])
+        for j, i in enumerate(live):
+            row = batch.rows[i]
+            row.ids, row.lowbit = row.ids + new[j], len(new[j])
+            if watcher is not None and j in watcher.fired:
+                row.finish, row.loop = "loop", watcher.fired[j]
+            elif ended[j]:
+                row.finish = row.final = "stop"
+            else:
+                row.finish = row.final = "length"
+                row.loop = watcher.tail_loops.get(j) if watcher is not None else None
+        return output if len(live) == len(batch.rows) and not self.rescue_params.plan_tokens else None
+
+    def _rescue(self, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
+        """Commit or fall back for every row cut at a loop or at the budget inside reasoning."""
+        params = self.rescue_params
+        started = _now(self.device)
+        answer_rows, fallback_rows = [], []  # (row, prefix ids, new-token budget)
+        for row in batch.rows:
+            trigger = _trigger(row, self, batch)
+            if trigger is None:
+                continue
+            cut = row.loop[0] if trigger == "loop" else len(row.ids)
+            text = self.tok_decode(row.ids[:cut])
+            reasoning = split_reasoning(text, params.measure, row.opened).reasoning
+            choice = choose_rescue(params.rescue, reasoning, grader_for_task(row.task))
+            tokens_cut = len(row.ids) - cut
+            row.keep(cut)
+            row.events.append(RescueEvent(
+                kind=choice.kind, trigger=trigger, position=cut,
+                period=row.loop[1] if trigger == "loop" else None, answer=choice.answer, tokens_cut=tokens_cut,
+            ))
+            _apply(choice, row, trigger, batch, params, self, answer_rows, fallback_rows)
+        for model, jobs in (("lowbit", answer_rows), ("reference", fallback_rows)):
+            if jobs:
+                self._finish_rows(model, jobs, batch, stop, kwargs)
+        batch.wall["rescue"] = batch.wall.get("rescue", 0.0) + _now(self.device) - started
+
+    def _finish_rows(self, model: str, jobs: list, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
+        budget = max(need for _, _, need in jobs)
+        prefixes = [row.prompt + prefix for row, prefix, _ in jobs]
+        new, ended = self._generate(model, batch, prefixes, budget, stop, kwargs, phase=None)
+        for (row, prefix, need), ids, done in zip(jobs, new, ended):
+            row.final = "stop" if done and len(ids) <= need else "length"  # (the batch ran to the longest need)
+            ids = ids[:need]
+            row.ids = prefix + ids
+            setattr(row, model, getattr(row, model) + len(ids))
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def _generate(self, model: str, batch: "_Batch", prefixes: list[list[int]], budget: int,
+                  stop: list[str], kwargs: dict, phase: str | None):
+        """New ids (cut at eos / a stop sequence) per left-padded prefix, and whether each ended."""
+        width = max(len(p) for p in prefixes)
+        pad = self.tokenizer.pad_token_id
+        inputs = torch.tensor([[pad] * (width - len(p)) + p for p in prefixes], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prefixes], device=self.device)
+        weights = self.model if model == "lowbit" else self.reference_model
+        started = _now(self.device)
+        output = self._generate_tensor(weights, inputs, mask, width + budget, stop, kwargs)
+        seconds = _now(self.device) - started
+        batch.timing(phase, model, seconds, output.shape[1] - width)
+        return self._split_new(output[:, width:], stop)
+
+    def _generate_tensor(self, weights, inputs, mask, max_length: int, stop: list[str], kwargs: dict):
+        with self._weights(weights):
+            return super()._model_generate(inputs, max_length, stop, attention_mask=mask, **kwargs)
+
+    @contextmanager
+    def _weights(self, weights):
+        """Run lm-eval's generation with ``weights`` (the reference shares the tokenizer)."""
+        saved, self._model = self._model, weights
+        try:
+            yield
+        finally:
+            self._model = saved
+
+    def _split_new(self, new: torch.Tensor, stop: list[str]) -> tuple[list[list[int]], list[bool]]:
+        """Each row's generated ids up to eos (excluded) or through its first stop sequence."""
+        eos = self.eot_token_id
+        out, ended = [], []
+        for ids in new.tolist():
+            if eos in ids:
+                out.append(ids[: ids.index(eos)])
+                ended.append(True)
+                continue
+            ids = [t for t in ids if t != self.tokenizer.pad_token_id]
+            through = _through_stop(ids, stop, self)
+            out.append(ids if through is None else ids[:through])
+            ended.append(through is not None)
+        return out, ended
+
+
+def _quant_spec(quant: str | None):
+    if not quant:
+        return None
+    from .quant import parse_quant
+
+    return parse_quant(quant)
+
+
+def check_same_vocabulary(pretrained: Any, reference: str) -> None:
+    """Planning and fallback splice ids of one model into the other: same vocabulary needed."""
+    if not (isinstance(pretrained, str) and isinstance(reference, str)):
+        return  # model objects (Python API): the caller vouches for them
+    from transformers import AutoTokenizer
+
+    ours, theirs = (AutoTokenizer.from_pretrained(name).get_vocab() for name in (pretrained, reference))
+    if ours != theirs:
+        raise ModelArgumentError(
+            f"reference={reference!r} is invalid: its vocabulary ({len(theirs)} tokens) differs from "
+            f"{pretrained!r}'s ({len(ours)} tokens); planning and fallback need the same tokenizer"
+        )
+
+
+def _load_reference(name: Any, kwargs: dict, device):
+    """The reference model, loaded as lm-eval loads ``pretrained`` (same dtype, device); a
+    model object (Python API) is used as it is, like ``pretrained``."""
+    from transformers import AutoModelForCausalLM
+
+    if not isinstance(name, str):
+        return name.to(device).eval()
+    dtype = kwargs.get("dtype", "auto")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=bool(kwargs.get("trust_remote_code")))
+    return model.to(device).eval()
+
+
+def _through_stop(ids: list[int], stop: list[str], lm: QRHFLM) -> int | None:
+    """Shortest prefix length whose text holds a stop sequence (binary search), or None."""
+    def holds(n: int) -> bool:
+        text = lm.tok_decode(ids[:n], skip_special_tokens=False)
+        return any(s and s in text for s in stop)
+
+    if not stop or not holds(len(ids)):
+        return None
+    low, high = 1, len(ids)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if holds(mid) else (mid + 1, high)
+    return low
+
+
+def _now(device) -> float:
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _trigger(row: "_Row", lm: QRHFLM, batch: "_Batch") -> str | None:
+    """``loop`` when the detector cut the row, ``length`` when the budget ran out in reasoning."""
+    if row.loop is not None and row.finish in ("loop", "length"):
+        return "loop"
+    if row.finish == "length" and not row.done:  # (a plan that used the whole budget is left)
+        text = lm.tok_decode(row.ids)
+        if split_reasoning(text, lm.rescue_params.measure, row.opened).unclosed:
+            return "length"
+    return None
+
+
+def _apply(choice: Rescue, row: "_Row", trigger: str, batch: "_Batch", params: RescueParams,
+           lm: QRHFLM, answer_rows: list, fallback_rows: list) -> None:
+    """Append the committed text, or queue the row for an answer or a reference continuation."""
+    close = lm.tok_encode(params.close_text, add_special_tokens=False)
+    if choice.kind == "commit" and choice.answer is not None:
+        row.ids = row.ids + lm.tok_encode(commit_text(params, choice.answer), add_special_tokens=False)
+        row.final = "stop"
+    elif choice.kind == "commit":
+        answer_rows.append((row, row.ids + close, params.answer_tokens))
+    elif trigger == "loop":
+        fallback_rows.append((row, row.ids, max(1, batch.budget - len(row.ids))))
+    else:
+        fallback_rows.append((row, row.ids + close, params.answer_tokens))
+
+
+@dataclass
+class _Row:
+    """One request's completion as it is assembled, and what happened to it."""
+
+    prompt: list[int]
+    opened: bool
+    task: str = ""
+    ids: list[int] = field(default_factory=list)
+    plan: int = 0
+    lowbit: int = 0
+    reference: int = 0
+    finish: str = "length"
+    final: str = "length"
+    done: bool = False
+    loop: tuple[int, int] | None = None  # (onset, period) in completion ids
+    events: list[RescueEvent] = field(default_factory=list)
+
+    def keep(self, cut: int) -> None:
+        """Drop ids after ``cut`` (before any rescue: the ids are the plan, then the low-bit's)."""
+        self.ids = self.ids[:cut]
+        self.lowbit = max(0, cut - self.plan)
+        self.plan = min(self.plan, cut)
+
+
+@dataclass
+class _Batch:
+    """The rows of one ``_model_generate`` call, with their phase timings."""
+
+    rows: list[_Row]
+    mask: torch.Tensor
+    prompt_width: int
+    budget: int
+    wall: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0]))
+
+    @classmethod
+    def start(cls, lm: QRHFLM, context: torch.Tensor, mask: torch.Tensor, budget: int) -> "_Batch":
+        rows = []
+        for prompt_text, ids, keep in zip(lm._batch_prompts, context.tolist(), mask.tolist()):
+            prompt = [t for t, k in zip(ids, keep) if k]
+            task = lm._pending[prompt_text][0][0] if lm._pending[prompt_text] else ""
+            rows.append(_Row(prompt, prompt_opens_reasoning(prompt_text, lm.rescue_params.measure), task))
+        return cls(rows, mask, context.shape[1], budget)
+
+    @property
+    def prompts(self) -> list[list[int]]:
+        return [row.prompt for row in self.rows]
+
+    def timing(self, phase: str | None, model: str, seconds: float, steps: int) -> None:
+        """Add a generate call's time to its phase (None: counted by the caller) and model."""
+        if phase is not None:
+            self.wall[phase] = self.wall.get(phase, 0.0) + seconds
+        total = self.steps[model]
+        total[0], total[1] = total[0] + seconds, total[1] + max(steps, 0)
+
+    def records(self, lm: QRHFLM, keys: list[tuple]) -> list[dict[str, Any]]:
+        close_ids = lm.tok_encode(lm.rescue_params.measure.think_close, add_special_tokens=False)
+        per_token = {m: (s / n if n else None) for m, (s, n) in self.steps.items()}
+        out = []
+        for row, (task, doc_id, repeat), prompt in zip(self.rows, keys, lm._batch_prompts):
+            out.append(SideRecord(
+                task=task, doc_id=doc_id, repeat=repeat, prompt_hash=prompt_hash(prompt),
+                max_gen_toks=self.budget, completion_tokens=len(row.ids),
+                reasoning_tokens=_reasoning_tokens(row.ids, close_ids),
+                tokens={"lowbit": row.lowbit, "reference": row.reference + row.plan},
+                plan_tokens=row.plan, finish_reason=row.finish, final_finish_reason=row.final,
+                rescue=row.events, wall_s=dict(self.wall), decode_s_per_token=per_token,
+            ).as_json())
+        return out
+
+    def as_tensor(self, context: torch.Tensor, pad: int) -> torch.Tensor:
+        """Context + each row's completion, right-padded: what lm-eval decodes."""
+        width = max(len(row.ids) for row in self.rows)
+        tail = [row.ids + [pad] * (width - len(row.ids)) for row in self.rows]
+        return torch.cat([context, torch.tensor(tail, dtype=context.dtype, device=context.device)], dim=1)
+
+
+def _reasoning_tokens(ids: list[int], close_ids: list[int]) -> int | None:
+    """Ids before the last closing tag; all of them when unclosed; None if the tag is not one id."""
+    if len(close_ids) != 1:
+        return None
+    close = close_ids[0]
+    return len(ids) - 1 - ids[::-1].index(close) if close in ids else len(ids)
+
+
+class _LoopWatcher(LogitsProcessor):
+    """Runs the loop detector inside ``generate`` and makes only the looping rows emit eos."""
+
+    def __init__(self, lm: QRHFLM, start: int, plan: np.ndarray) -> None:
+        params = lm.rescue_params
+        self.params = params
+        self.start = start  # input width: generated ids begin here
+        self.checked = start
+        self.eos = lm.eot_token_id
+        close = lm.tok_encode(params.measure.think_close, add_special_tokens=False)
+        self.close = close[0] if len(close) == 1 else None
+        self.lm = lm
+        batch = plan.shape[0]
+        self.detector = BatchLoopDetector(batch, params.measure)
+        if plan.shape[1]:
+            self.detector.push(plan)
+        self.closed = np.isin(plan, [self.close]).any(axis=1) if plan.shape[1] else np.zeros(batch, bool)
+        self.ended = np.zeros(batch, bool)
+        self.fired: dict[int, tuple[int, int]] = {}
+        self.tail_loops: dict[int, tuple[int, int]] = {}
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = input_ids.shape[1]
+        if n > self.checked and (n - self.start) % self.params.check_every == 0:
+            for row in self._check(input_ids[:, self.checked : n], live=True):
+                self.fired[row] = self._found[row]
+            self.checked = n
+        stopping = [row for row in self.fired if not self.ended[row]]
+        if stopping:
+            scores[stopping] = -float("inf")
+            scores[stopping, self.eos] = 0.0
+            self.ended[stopping] = True
+        return scores
+
+    def flush(self, new: torch.Tensor) -> None:
+        """Check the ids generated after the last check (rows that ran to the budget)."""
+        if self.start + new.shape[1] > self.checked:
+            for row in self._check(new[:, self.checked - self.start :], live=False):
+                self.tail_loops[row] = self._found[row]
+
+    def _check(self, block: torch.Tensor, live: bool) -> list[int]:
+        ids = block.cpu().numpy()
+        onset, period = self.detector.push(ids)
+        if self.close is not None:
+            self.closed |= (ids == self.close).any(axis=1)
+        self.ended |= (ids == self.eos).any(axis=1)
+        eligible = (onset >= 0) & ~self.closed & ~self.ended
+        eligible &= self.detector.length >= self.params.min_reasoning_tokens
+        self._found = {int(r): (int(onset[r]), int(period[r])) for r in np.flatnonzero(eligible)}
+        return [r for r in self._found if r not in self.fired]

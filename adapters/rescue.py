@@ -1,0 +1,128 @@
+"""Loop rescue and FP16 planning: parameters and decisions, written once for every backend.
+
+``qr-hf`` and ``qr-vllm`` differ in how they generate; what to do with a trace is the same:
+:class:`RescueParams` holds the validated model arguments, :func:`choose_rescue` decides
+between committing an answer already written and handing over to the reference model, and
+:func:`commit_text` is the text that closes a committed trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from qr_metrics.graders import Grader
+from qr_metrics.params import MeasureParams
+
+MODES = ("off", "commit", "fallback", "commit_then_fallback")
+LOOP_FIELDS = ("loop_min_period", "loop_max_period", "loop_min_copies")
+"""Loop-detector parameters a user may set as model arguments (see ``MeasureParams``)."""
+
+
+class ModelArgumentError(ValueError):
+    """A bad model argument, reported as one line before any model loads (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class RescueParams:
+    """What the adapters do about loops and budgets (model arguments of ``qr-hf``/``qr-vllm``).
+
+    rescue: ``off``; ``commit`` (cut at the loop onset, close the reasoning and give the last
+        intermediate answer, or let the low-bit model write a short answer when none was
+        written); ``fallback`` (the reference model continues from the onset within the
+        remaining budget); ``commit_then_fallback`` (commit when an answer exists, else fall
+        back). A budget that runs out inside the reasoning is rescued the same way, with the
+        end of the budget as the cut; a fallback there has the reference write the answer
+        after the closed reasoning, within ``answer_tokens``.
+    reference: the full-precision model (same tokenizer) for planning and fallback.
+    plan_tokens: the reference writes the first N reasoning tokens; the low-bit model goes on.
+    check_every: run the loop detector every N generated tokens (1: every token).
+    min_reasoning_tokens: no rescue fires before the trace holds this many tokens.
+    answer_tokens: budget for an answer written after a forced close.
+    close_text: appended to close the reasoning (``\\n</think>\\n\\n``).
+    commit_template: the committed answer, ``{answer}`` replaced by the intermediate answer.
+    measure: the loop detector's and segmentation's thresholds (``MeasureParams``).
+    """
+
+    rescue: str = "off"
+    reference: Any = None  # a path or hub id; a model object through the Python API
+    plan_tokens: int = 0
+    check_every: int = 8
+    min_reasoning_tokens: int = 64
+    answer_tokens: int = 64
+    close_text: str = "\n</think>\n\n"
+    commit_template: str = "The final answer is $\\boxed{{{answer}}}$."
+    measure: MeasureParams = MeasureParams()
+
+    def __post_init__(self) -> None:
+        _check(self.rescue in MODES, "rescue", self.rescue, f"one of {', '.join(MODES)}")
+        for name in ("plan_tokens", "min_reasoning_tokens"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 0, name, value, "an integer >= 0")
+        for name in ("check_every", "answer_tokens"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")
+        needs_reference = self.plan_tokens > 0 or self.rescue in ("fallback", "commit_then_fallback")
+        _check(
+            self.reference is not None or not needs_reference,
+            "plan_tokens" if self.plan_tokens > 0 else "rescue",
+            self.plan_tokens if self.plan_tokens > 0 else self.rescue,
+            "used with reference=<full-precision model>",
+        )
+        _check(self.measure.think_close in self.close_text, "close_text", self.close_text,
+               f"a text holding the closing tag {self.measure.think_close!r}")
+        _check("{answer}" in self.commit_template, "commit_template", self.commit_template,
+               "a text holding {answer}")
+
+    @property
+    def active(self) -> bool:
+        """Whether generation must be watched (a rescue mode) or split (planning)."""
+        return self.rescue != "off" or self.plan_tokens > 0
+
+    @classmethod
+    def from_model_args(cls, args: dict[str, Any]) -> "RescueParams":
+        """Build from lm-eval model arguments (``rescue=commit,check_every=4,...``)."""
+        own = {f.name for f in fields(cls)} - {"measure"}
+        loop = {k: args[k] for k in LOOP_FIELDS if k in args}
+        try:
+            measure = MeasureParams(**loop)
+        except ValueError as error:
+            raise ModelArgumentError(str(error).replace("MeasureParams.", "")) from None
+        return cls(measure=measure, **{k: v for k, v in args.items() if k in own})
+
+
+@dataclass(frozen=True)
+class Rescue:
+    """What to do with a trace cut at a loop or at the budget."""
+
+    kind: str  # "commit" or "fallback"
+    answer: str | None = None  # the intermediate answer to commit, when one was written
+
+
+def choose_rescue(mode: str, reasoning: str, grader: Grader) -> Rescue | None:
+    """The rescue for a trace whose reasoning (up to the cut) is ``reasoning``; None when off."""
+    if mode == "off":
+        return None
+    if mode == "fallback":
+        return Rescue("fallback")
+    found = grader.intermediate_answers(reasoning)
+    answer = found[-1][1] if found else None
+    if mode == "commit_then_fallback" and answer is None:
+        return Rescue("fallback")
+    return Rescue("commit", answer)
+
+
+def commit_text(params: RescueParams, answer: str | None) -> str:
+    """The text appended to a cut trace: the close, then the answer when one is committed."""
+    if answer is None:
+        return params.close_text
+    return params.close_text + params.commit_template.format(answer=answer)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ModelArgumentError(f"{name}={value!r} is invalid: must be {allowed}")
