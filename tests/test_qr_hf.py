@@ -209,3 +209,113 @@ def test_side_file_lines_are_json(tiny_model_dir, lowbit, tmp_path):
     generate(lm, ["LOOPANSWER: what is 6*7?", "EASY"])
     lines = (tmp_path / "side.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["task"] == "qr_math" for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Through lm-eval: the Python API on qr_math, and once the qr-lm-eval command line
+
+PROBLEMS = [
+    {"problem": "LOOPANSWER: what is $6 \\cdot 7$?", "answer": "42"},
+    {"problem": "LOOPNONE: what is $2 + 3$?", "answer": "5"},
+    {"problem": "EASY: what is $1 + 1$?", "answer": "2"},
+]
+
+
+@pytest.fixture(scope="module")
+def math_copy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "math500.jsonl"
+    rows = [{**p, "solution": "", "subject": "Algebra", "level": 1, "unique_id": f"t/{i}"} for i, p in enumerate(PROBLEMS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def evaluate(lm, tiny_model_dir, data, output):
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_tasks import TASKS_DIR
+
+    tracker = EvaluationTracker(output_path=str(output))
+    manager = TaskManager(include_defaults=False, include_path=str(TASKS_DIR),
+                          metadata={"qr_data": str(data), "pretrained": str(tiny_model_dir)})
+    results = simple_evaluate(model=lm, tasks=["qr_math"], task_manager=manager, apply_chat_template=True,
+                              gen_kwargs={"max_gen_toks": BUDGET, "do_sample": False}, log_samples=True,
+                              evaluation_tracker=tracker)
+    tracker.save_results_aggregated(results=results, samples=results["samples"])
+    tracker.save_results_samples(task_name="qr_math", samples=results["samples"]["qr_math"])
+    return results
+
+
+def test_rescue_wins_accuracy_back_in_lm_eval_and_the_reader_joins_the_side_file(
+    tiny_model_dir, tok, lowbit, math_copy, tmp_path
+):
+    from qr_leaderboard.analysis import measure_run, summarize
+    from qr_leaderboard.runs import read_run
+
+    off = evaluate(qr_hf(tiny_model_dir, lowbit, tmp_path / "off"), tiny_model_dir, math_copy, tmp_path / "off")
+    on_lm = qr_hf(tiny_model_dir, lowbit, tmp_path, rescue="commit", check_every=4, min_reasoning_tokens=0)
+    on = evaluate(on_lm, tiny_model_dir, math_copy, tmp_path / "on")
+    assert off["results"]["qr_math"]["acc,none"] == pytest.approx(1 / 3)
+    assert off["results"]["qr_math"]["unclosed,none"] == pytest.approx(2 / 3)
+    assert on["results"]["qr_math"]["acc,none"] == 1.0
+    assert on["results"]["qr_math"]["unclosed,none"] == 0.0
+
+    # A model object leaves no sidecar= in the logged model_args: put the file where the reader looks.
+    (results_file,) = (tmp_path / "on").rglob("results_*.json")
+    (results_file.parent / "qr_sidecar.jsonl").write_bytes((tmp_path / "side.jsonl").read_bytes())
+    run = read_run(tmp_path / "on")
+    assert all(s.side is not None for s in run.samples)
+    summary = summarize(measure_run(run, progress=False))["qr_math"]
+    records = side(tmp_path)
+    saved = sum(BUDGET - records[d].completion_tokens for d in (0, 1))
+    assert summary["rescue"] == {"rescued": 2, "committed": 2, "fell_back": 0, "tokens_saved": saved}
+    assert summary["accuracy"] == 1.0
+    assert summary["completion_tokens"]["max"] == max(r.completion_tokens for r in records.values())
+
+
+def test_qr_lm_eval_cli_runs_qr_hf_with_rescue_and_planning(tiny_model_dir, math_copy, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    sidecar = tmp_path / "side.jsonl"
+    model_args = (f"pretrained={tiny_model_dir},dtype=float32,reference={tiny_model_dir},"
+                  f"rescue=commit_then_fallback,plan_tokens=4,min_reasoning_tokens=8,answer_tokens=6,sidecar={sidecar}")
+    command = [
+        sys.executable, "-c", "from qr_adapters.lm_eval_entry import main; main()",
+        "--model", "qr-hf", "--model_args", model_args, "--device", "cpu", "--tasks", "qr_math",
+        "--apply_chat_template", "--gen_kwargs", "max_gen_toks=24,do_sample=False",
+        "--metadata", json.dumps({"qr_data": str(math_copy)}), "--log_samples",
+        "--output_path", str(tmp_path / "out"), "--batch_size", "3",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [SideRecord.from_json(json.loads(line)) for line in sidecar.read_text().splitlines()]
+    assert len(records) == len(PROBLEMS)
+    # Random weights never close their reasoning: every trace is rescued at the budget, and
+    # with no answer written, handed to the reference for a short answer.
+    for record in records:
+        assert record.plan_tokens == 4 and record.tokens["reference"] == 4 + 6
+        assert [(e.kind, e.trigger) for e in record.rescue] in ([("fallback", "length")], [("fallback", "loop")])
+    analyzed = subprocess.run(
+        [sys.executable, "-m", "qr_leaderboard.cli", "analyze", str(tmp_path / "out"), "--json", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert analyzed.returncode == 0, analyzed.stderr[-3000:]
+    assert json.loads(analyzed.stdout)["qr_math"]["rescue"]["fell_back"] == len(PROBLEMS)
+
+
+def test_qr_lm_eval_reports_a_bad_model_argument_in_one_line(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from qr_adapters.lm_eval_entry import main; main()", "--model", "qr-hf",
+         "--model_args", f"pretrained={tiny_model_dir},rescue=sometimes", "--tasks", "qr_math"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("qr-lm-eval: bad model argument: rescue='sometimes'")
+    assert "Traceback" not in done.stderr
