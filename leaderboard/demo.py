@@ -23,19 +23,15 @@ MAX_GEN_TOKS = 48
 
 
 def quantize_rtn(source: Path, target: Path, bits: int = 4, group_size: int = 32) -> Path:
-    """Copy a checkpoint with every linear weight rounded to ``bits`` (symmetric, per group)."""
+    """Copy a checkpoint with its linear weights rounded to ``bits`` (``qr_adapters.quant`` RTN:
+    asymmetric, per group of ``group_size``; embeddings and the output head stay full precision)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from qr_adapters.quant import RTNSpec, apply_rtn
+
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    levels = 2 ** (bits - 1) - 1
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                weight = module.weight
-                groups = weight.reshape(-1, group_size)
-                scale = groups.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / levels
-                weight.copy_((groups / scale).round().clamp(-levels - 1, levels).mul(scale).reshape(weight.shape))
+    apply_rtn(model, RTNSpec(bits=bits, group_size=group_size))
     model.save_pretrained(target, safe_serialization=True)
     AutoTokenizer.from_pretrained(source).save_pretrained(target)
     return target
