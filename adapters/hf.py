@@ -59,10 +59,12 @@ class QRHFLM(HFLM):
             raise ModelArgumentError(f"quant={quant!r} is invalid: must not be combined with load_in_4bit/8bit")
         if self.rescue_params.reference is not None:
             check_same_vocabulary(kwargs.get("tokenizer") or pretrained, self.rescue_params.reference)
+        self._bnb_config = None
         if load_in_4bit or load_in_8bit:
             from .quant import quantization_kwargs
 
-            kwargs.update(quantization_kwargs(load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit))
+            bnb = quantization_kwargs(load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit)
+            self._bnb_config = bnb["quantization_config"]
         super().__init__(pretrained=pretrained, **kwargs)
         if spec is not None:
             from .quant import apply_rtn
@@ -78,6 +80,15 @@ class QRHFLM(HFLM):
         self._batch_prompts: list[str] = []
 
     # -- lm-eval hooks -------------------------------------------------------------------------
+
+    def _create_model(self, *args, quantization_config=None, **kwargs) -> None:
+        """lm-eval passes the checkpoint's own quantization config; a bitsandbytes load adds
+        one (transformers 5 takes no ``load_in_4bit``). A GPTQ/AWQ/bnb checkpoint whose
+        libraries are missing fails here in one line naming the extra."""
+        from .quant import check_checkpoint_libraries
+
+        check_checkpoint_libraries(self.config)
+        super()._create_model(*args, quantization_config=quantization_config or self._bnb_config, **kwargs)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         for request in requests if self.rescue_params.active or self.sidecar else ():
@@ -291,7 +302,10 @@ def _now(device) -> float:
 
 
 def _trigger(row: "_Row", lm: QRHFLM, batch: "_Batch") -> str | None:
-    """``loop`` when the detector cut the row, ``length`` when the budget ran out in reasoning."""
+    """``loop`` when the detector cut the row, ``length`` when the budget ran out in reasoning;
+    None before the trace holds ``min_reasoning_tokens``."""
+    if len(row.ids) < lm.rescue_params.min_reasoning_tokens:
+        return None
     if row.loop is not None and row.finish in ("loop", "length"):
         return "loop"
     if row.finish == "length" and not row.done:  # (a plan that used the whole budget is left)

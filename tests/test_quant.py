@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -267,18 +268,29 @@ def test_bnb_4bit_model_generates_through_hflm(bnb_4bit, tiny_model_dir):
     assert completion
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="lm-eval 0.4.13 HFLM passes its own quantization_config= to _create_model: 'got multiple "
-    "values for keyword argument quantization_config' (and transformers 5 rejects load_in_4bit=); "
-    "a subclass has to hand the config to _create_model itself",
-)
-def test_hflm_does_not_take_the_bitsandbytes_kwargs_by_path(tiny_model_dir):
+def test_qr_hf_loads_bitsandbytes_4bit_by_path_on_cpu(tiny_model_dir):
+    """lm-eval's HFLM hands its own quantization_config to _create_model (and transformers 5
+    takes no load_in_4bit=), so qr-hf passes the bitsandbytes config there itself."""
     pytest.importorskip("bitsandbytes", reason='bitsandbytes is the bnb extra: pip install "qr-eval[bnb]"')
-    from lm_eval.models.huggingface import HFLM
+    import bitsandbytes as bnb
 
-    HFLM(pretrained=str(tiny_model_dir), device="cpu", **quantization_kwargs(load_in_4bit=True))
+    from qr_adapters.hf import QRHFLM
+
+    lm = QRHFLM(pretrained=str(tiny_model_dir), device="cpu", load_in_4bit=True)
+    assert isinstance(lm.model.model.layers[0].mlp.down_proj, bnb.nn.Linear4bit)
+    (completion,) = _generate_until(lm)
+    assert completion
+
+
+def test_qr_hf_quant_rounds_the_loaded_weights_as_apply_rtn_does(tiny_model_dir, full):
+    from qr_adapters.hf import QRHFLM
+
+    lm = QRHFLM(pretrained=str(tiny_model_dir), device="cpu", dtype="float32", quant="rtn-w4g32")
+    expected = copy.deepcopy(full)
+    apply_rtn(expected, parse_quant("rtn-w4g32"))
+    for (name, ours), (_, theirs) in zip(lm.model.state_dict().items(), expected.state_dict().items()):
+        assert torch.equal(ours, theirs), name
+    assert not torch.equal(lm.model.model.layers[0].mlp.down_proj.weight, full.model.layers[0].mlp.down_proj.weight)
 
 
 # -- pre-quantized checkpoints (GPTQ) ----------------------------------------------------------
@@ -298,7 +310,6 @@ def test_gptq_checkpoint_made_and_loaded_on_cpu(tiny_model_dir, tmp_path, monkey
     monkeypatch.setenv("GPTQMODEL_CPU_WORKERS", "2")
     pytest.importorskip("optimum", reason='GPTQ needs the gptq extra: pip install "qr-eval[gptq]"')
     gptqmodel = pytest.importorskip("gptqmodel", reason='GPTQ needs the gptq extra: pip install "qr-eval[gptq]"')
-    from lm_eval.models.huggingface import HFLM
 
     quantized = tmp_path / "tiny-gptq-w4g32"
     model = gptqmodel.GPTQModel.load(
@@ -313,5 +324,7 @@ def test_gptq_checkpoint_made_and_loaded_on_cpu(tiny_model_dir, tmp_path, monkey
     loaded = _load(quantized)
     assert not isinstance(loaded.model.layers[0].mlp.down_proj, torch.nn.Linear)  # a GPTQ kernel
     assert len(_generate(loaded, AutoTokenizer.from_pretrained(quantized))) == NEW_TOKENS
-    (completion,) = _generate_until(HFLM(pretrained=str(quantized), device="cpu"))
+    from qr_adapters.hf import QRHFLM
+
+    (completion,) = _generate_until(QRHFLM(pretrained=str(quantized), device="cpu"))
     assert completion
