@@ -308,6 +308,7 @@ def test_checkpoint_libraries_missing_is_one_line_naming_the_extra(monkeypatch):
 
 def test_gptq_checkpoint_made_and_loaded_on_cpu(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("GPTQMODEL_CPU_WORKERS", "2")
+    monkeypatch.chdir(tmp_path)  # gptqmodel writes its quantization log to ./logs
     pytest.importorskip("optimum", reason='GPTQ needs the gptq extra: pip install "qr-eval[gptq]"')
     gptqmodel = pytest.importorskip("gptqmodel", reason='GPTQ needs the gptq extra: pip install "qr-eval[gptq]"')
 
