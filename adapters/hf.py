@@ -32,10 +32,11 @@ from qr_metrics.documents import prompt_hash
 from qr_metrics.files import atomic_write
 from qr_metrics.graders import grader_for_task
 from qr_metrics.loops import BatchLoopDetector
+from qr_metrics.rescue import Rescue, choose_rescue
 from qr_metrics.segments import prompt_opens_reasoning, split_reasoning
 from qr_metrics.sidecar import RescueEvent, SideRecord
 
-from .rescue import LOOP_FIELDS, ModelArgumentError, Rescue, RescueParams, choose_rescue, commit_text
+from .rescue import LOOP_FIELDS, ModelArgumentError, RescueParams, commit_text
 
 log = logging.getLogger(__name__)
 

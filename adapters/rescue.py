@@ -1,9 +1,10 @@
 """Loop rescue and FP16 planning: parameters and decisions, written once for every backend.
 
 ``qr-hf`` and ``qr-vllm`` differ in how they generate; what to do with a trace is the same:
-:class:`RescueParams` holds the validated model arguments, :func:`choose_rescue` decides
-between committing an answer already written and handing over to the reference model, and
-:func:`commit_text` is the text that closes a committed trace.
+:class:`RescueParams` holds the validated model arguments and :func:`commit_text` is the
+text that closes a committed trace; the decision itself (commit an answer already written,
+or hand over to the reference) is ``qr_metrics.rescue.choose_rescue``, which ``qr-eval
+replay`` applies to logged traces too.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from qr_metrics.graders import Grader
 from qr_metrics.params import MeasureParams
+from qr_metrics.rescue import MODES
 
-MODES = ("off", "commit", "fallback", "commit_then_fallback")
 LOOP_FIELDS = ("loop_min_period", "loop_max_period", "loop_min_copies")
 """Loop-detector parameters a user may set as model arguments (see ``MeasureParams``)."""
 
@@ -89,27 +89,6 @@ class RescueParams:
         except ValueError as error:
             raise ModelArgumentError(str(error).replace("MeasureParams.", "")) from None
         return cls(measure=measure, **{k: v for k, v in args.items() if k in own})
-
-
-@dataclass(frozen=True)
-class Rescue:
-    """What to do with a trace cut at a loop or at the budget."""
-
-    kind: str  # "commit" or "fallback"
-    answer: str | None = None  # the intermediate answer to commit, when one was written
-
-
-def choose_rescue(mode: str, reasoning: str, grader: Grader) -> Rescue | None:
-    """The rescue for a trace whose reasoning (up to the cut) is ``reasoning``; None when off."""
-    if mode == "off":
-        return None
-    if mode == "fallback":
-        return Rescue("fallback")
-    found = grader.intermediate_answers(reasoning)
-    answer = found[-1][1] if found else None
-    if mode == "commit_then_fallback" and answer is None:
-        return Rescue("fallback")
-    return Rescue("commit", answer)
 
 
 def commit_text(params: RescueParams, answer: str | None) -> str:
