@@ -1,7 +1,9 @@
 """``qr-eval``: one entry point with verbs (DESIGN.md section 5).
 
 Exit codes: 0 success (or gate passed), 1 gate failed, 2 bad input or usage, with one line
-on stderr naming the file, line and field. Results go to stdout; progress to stderr.
+on stderr naming the file, line and field. Results go to stdout; progress to stderr. A
+closed output pipe (``| head``) ends the command quietly with 141 (128 + SIGPIPE), as it
+ends a Unix tool.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
 
@@ -138,9 +141,15 @@ def _policy(args: argparse.Namespace):
         if not sep or not name:
             raise InputError("--max-rate", f"expected PATHOLOGY=RATE with RATE a share in [0, 1], got {text!r}")
     base = load_policy(args.policy) if args.policy else GatePolicy()
+    if args.confidence is None:  # the flag wins over the policy file, which wins over 0.95
+        args.confidence = base.confidence if base.confidence is not None else 0.95
     try:
         policy = policy_with(
-            base, max_inflation=args.max_inflation, max_accuracy_drop=args.max_accuracy_drop, max_rates=rates
+            base,
+            max_inflation=args.max_inflation,
+            max_accuracy_drop=args.max_accuracy_drop,
+            max_rates=rates,
+            confidence=args.confidence,
         )
     except PolicyError as error:
         raise InputError("command line", str(error)) from None
@@ -148,9 +157,7 @@ def _policy(args: argparse.Namespace):
         raise InputError(
             "command line", "no thresholds: give --max-inflation, --max-accuracy-drop, --max-rate or --policy"
         )
-    if args.confidence is None:  # the flag wins over the policy file, which wins over 0.95
-        args.confidence = policy.confidence if policy.confidence is not None else 0.95
-    return policy_with(policy, confidence=args.confidence)
+    return policy
 
 
 def _append_step_summary(text: str) -> None:
@@ -413,10 +420,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _allow_unsafe_code(args)
     try:
-        return args.func(args)
-    except (InputError, FileNotFoundError, PermissionError, MissingExtra) as error:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
+    except (InputError, MissingExtra) as error:
         print(f"qr-eval: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path that cannot be read or written: missing, a directory, no permission
+        path = error.filename2 or error.filename  # a rename (an atomic write) names its target second
+        print(f"qr-eval: error: {path}: {error.strerror}" if path else f"qr-eval: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe goes nowhere."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test's captured stdout)
+        pass
 
 
 if __name__ == "__main__":

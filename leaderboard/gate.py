@@ -107,6 +107,8 @@ def load_policy(path: str | Path) -> GatePolicy:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InputError(path, f"cannot read the policy file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

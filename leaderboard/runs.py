@@ -110,19 +110,31 @@ def read_run(path: str | Path, timestamp: str | None = None) -> Run:
     raise InputError(path, "expected a .jsonl trace file, a results_*.json file or a run directory")
 
 
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object a file holds; anything else is an input error."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"malformed JSON ({error.msg})", error.lineno) from None
+    if not isinstance(value, dict):
+        raise InputError(path, "expected a JSON object")
+    return value
+
+
 def _read_header(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    try:
-        header = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(path, f"malformed JSON ({error.msg})", error.lineno) from None
-    if not isinstance(header, dict):
-        raise InputError(path, "expected a JSON object")
+    header = _json_object(path)
     unknown = sorted(set(header) - set(HEADER_FIELDS))
     if unknown:
         raise InputError(path, f"unknown field(s) {unknown}; allowed: {list(HEADER_FIELDS)}")
-    if header.get("bits") is not None and not isinstance(header["bits"], (int, float)):
+    for name in ("name", "model", "precision", "tokenizer"):
+        if header.get(name) is not None and not isinstance(header[name], str):
+            raise InputError(path, "must be a string", field=name)
+    bits = header.get("bits")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, float))):
         raise InputError(path, "must be a number", field="bits")
     speedup = header.get("speedup")
     if speedup is not None and (isinstance(speedup, bool) or not isinstance(speedup, (int, float)) or not speedup > 0):
@@ -179,10 +191,13 @@ def _records(path: Path):
     position = {"line": 0}
 
     def numbered(handle):
-        for position["line"], text in enumerate(handle, 1):
-            yield text
+        for position["line"], raw in enumerate(handle, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(path, f"not UTF-8 text (byte {error.start + 1} of the line)", position["line"]) from None
 
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         reader = jsonlines.Reader(numbered(handle))
         try:
             for record in reader.iter(type=dict, skip_empty=True):
@@ -239,17 +254,15 @@ def _pick_results(directory: Path, timestamp: str | None) -> Path:
 
 
 def _read_lm_eval(results_path: Path) -> Run:
-    try:
-        results = json.loads(results_path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(results_path, f"malformed JSON ({error.msg})", error.lineno) from None
+    results = _json_object(results_path)
     stamp = _RESULTS.match(results_path.name)["stamp"]
-    configs = results.get("configs") or {}
-    model_args = _model_args(results.get("config", {}).get("model_args"))
+    configs = _object_field(results, "configs", results_path)
+    model_args = _model_args(_object_field(results, "config", results_path).get("model_args"))
     samples: list[Sample] = []
     generation: dict[str, dict[str, Any]] = {}
-    for task, config in configs.items():
-        generation[task] = dict(config.get("generation_kwargs") or {})
+    for task in configs:
+        config = _object_field(configs, task, results_path, f"configs.{task}")
+        generation[task] = dict(_object_field(config, "generation_kwargs", results_path, f"configs.{task}.generation_kwargs"))
         samples_path = results_path.parent / f"samples_{task}_{stamp}.jsonl"
         if not samples_path.exists():
             if task in (results.get("results") or {}) and "group" not in config:
@@ -276,6 +289,16 @@ def _read_lm_eval(results_path: Path) -> Run:
         generation=generation,
         decode_s_per_token=_decode_s_per_token([s.side for s in samples if s.side is not None]),
     )
+
+
+def _object_field(parent: dict, name: str, path: Path, field: str | None = None) -> dict[str, Any]:
+    """``parent[name]``, an object (``{}`` when absent or null)."""
+    value = parent.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(path, "expected a JSON object", field=field or name)
+    return value
 
 
 def _model_args(raw: Any) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""What a new user tripped over (issue 13): exit codes, run metadata, pipes and paths."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from qr_leaderboard.cli import build_parser, main
+from qr_leaderboard.runs import HEADER_FIELDS, InputError, read_run
+from test_leaderboard_data import word_records, write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--unit", "words", "--n-resamples", "200", "--quiet"]
+STAMPS = ("2026-11-22T10-00-00.1", "2026-11-22T11-00-00.1")
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lm_eval_run(directory: Path, stamp: str, words: list[int], pretrained: str = "/models/tiny") -> Path:
+    """A stock lm-eval output folder: ``results_<stamp>.json`` and one samples file, no run.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    results = {
+        "results": {"qr_math": {"acc,none": 1.0}},
+        "configs": {"qr_math": {"generation_kwargs": {"max_gen_toks": 4096, "until": []}}},
+        "config": {"model": "hf", "model_args": f"pretrained={pretrained}"},
+    }
+    (directory / f"results_{stamp}.json").write_text(json.dumps(results))
+    samples = [
+        {"doc_id": i, "target": "2", "resps": [[" ".join(["w"] * n) + "</think>\\boxed{2}"]]} for i, n in enumerate(words)
+    ]
+    (directory / f"samples_qr_math_{stamp}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return directory
+
+
+@pytest.fixture
+def pair(tmp_path):
+    base = write_run(tmp_path / "base", word_records(list(range(10, 30)), [True] * 20),
+                     name="base", model="m", precision="bf16", bits=16)
+    cand = write_run(tmp_path / "cand", word_records(list(range(11, 31)), [True] * 20),
+                     name="cand", model="m", precision="int4", bits=4)
+    return base, cand
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("qr-eval: error: ")
+    for word in words:
+        assert word in err
+
+
+# ----------------------------------------------------------------------------- 1. exit codes
+
+
+VERB_ARGS = {
+    "compare": [],
+    "leaderboard": ["--out", "board", "--no-plots"],
+    "gate": ["--max-inflation", "1.2"],
+    "select": ["--max-inflation", "1.2"],
+}
+
+
+@pytest.mark.parametrize("verb", list(VERB_ARGS))
+@pytest.mark.parametrize("confidence", ["95", "0", "1.5"])
+def test_confidence_out_of_range_exits_2_with_one_line(pair, capsys, tmp_path, monkeypatch, verb, confidence):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, verb, *pair, *VERB_ARGS[verb], "--confidence", confidence, *FAST)
+    assert_one_line_error(code, err, "confidence")
+
+
+def _bad_inputs(root: Path) -> dict[str, list]:
+    """Bad input a user can give each verb, found by trying: each must be one line, exit 2."""
+    (root / "latin.jsonl").write_bytes(b'{"task": "t", "doc_id": 0, "completion": "caf\xe9"}\n')
+    (root / "list").mkdir()
+    (root / "list" / f"results_{STAMPS[0]}.json").write_text("[1, 2]")
+    write_run(root / "typed", word_records([10], [True]), name=3, model=["m"])
+    (root / "policy.yaml").write_bytes(b"max_inflation: 1.2 # \xe9\n")
+    (root / "afile").write_text("x")
+    (root / "adir").mkdir()
+    good = write_run(root / "good", word_records([10, 12], [True, True]), name="good", bits=4)
+    return {
+        "not UTF-8": ["analyze", root / "latin.jsonl", "--quiet"],
+        "results not an object": ["analyze", root / "list", "--quiet"],
+        "run.json field types": ["analyze", root / "typed", "--quiet"],
+        "per-sample is a directory": ["analyze", good, "--per-sample", root / "adir", "--quiet"],
+        "policy not UTF-8": ["gate", good, good, "--policy", root / "policy.yaml", *FAST],
+        "demo out is a file": ["demo", "--out", root / "afile", "--quiet"],
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "not UTF-8", "results not an object", "run.json field types", "per-sample is a directory",
+    "policy not UTF-8", "demo out is a file",
+])  # fmt: skip
+def test_bad_input_of_every_verb_exits_2_with_one_line(tmp_path, capsys, case):
+    code, _, err = cli(capsys, *_bad_inputs(tmp_path)[case])
+    assert_one_line_error(code, err)
+
+
+# ----------------------------------------------------------------------------- 2. closed pipe
+
+
+def test_a_closed_pipe_ends_quietly(pair):
+    """``qr-eval compare --json | head -1``: the reader is gone before anything is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qr_leaderboard.cli", "compare", *map(str, pair), "--json", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.stdout.close()
+    err = process.stderr.read()
+    code = process.wait(timeout=120)
+    assert err == "", err
+    assert code == 141  # 128 + SIGPIPE, what a shell reports for a Unix tool cut off the same way
