@@ -143,7 +143,7 @@ def _read_header(path: Path) -> dict[str, Any]:
 
 
 def _read_traces(path: Path, header: dict[str, Any]) -> Run:
-    samples = []
+    samples, lines = [], []
     for line_no, record in _records(path):
         for required in ("task", "doc_id"):
             if record.get(required) in (None, ""):
@@ -172,7 +172,8 @@ def _read_traces(path: Path, header: dict[str, Any]) -> Run:
                 counts=counts,
             )
         )
-    _check_unique(samples, path)
+        lines.append(line_no)
+    _check_samples(samples, lines, path)
     name = header.get("name") or (path.parent.name if path.name == "traces.jsonl" else path.stem)
     return Run(
         name=name,
@@ -225,13 +226,22 @@ def _bool_field(record: dict, name: str, path: Path, line: int) -> bool | None:
     raise InputError(path, "must be true, false or null", line, name)
 
 
-def _check_unique(samples: list[Sample], path: Path) -> None:
-    seen: set[tuple] = set()
-    for sample in samples:
-        if sample.key in seen:
+def _check_samples(samples: list[Sample], lines: list[int], path: Path) -> None:
+    """A file's samples (``lines[i]``: the line of ``samples[i]``): at least one, and each
+    (task, doc_id, repeat) once; a repeated key is reported at its second line."""
+    if not samples:
+        raise InputError(path, "holds no record")
+    first: dict[tuple[str, str, int], int] = {}
+    for sample, line in zip(samples, lines):
+        if sample.key in first:
             task, doc_id, repeat = sample.key
-            raise InputError(path, f"duplicate sample (task={task!r}, doc_id={doc_id!r}, repeat={repeat})", field="doc_id")
-        seen.add(sample.key)
+            raise InputError(
+                path,
+                f"duplicate sample (task={task!r}, doc_id={doc_id!r}, repeat={repeat}; first on line {first[sample.key]})",
+                line,
+                "doc_id",
+            )
+        first[sample.key] = line
 
 
 def _pick_results(directory: Path, timestamp: str | None) -> Path:
@@ -271,7 +281,8 @@ def _read_lm_eval(results_path: Path) -> Run:
                 )
             continue
         samples.extend(_lm_eval_samples(samples_path, task, generation[task].get("max_gen_toks")))
-    _check_unique(samples, results_path)
+    if not samples:
+        raise InputError(results_path, "no task with logged samples")
     side_path = _side_file(results_path, model_args)
     if side_path is not None:
         samples = _join_side_file(side_path, samples)
@@ -312,7 +323,7 @@ def _model_args(raw: Any) -> dict[str, Any]:
 
 
 def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sample]:
-    samples = []
+    samples, lines = [], []
     for line_no, record in _records(path):
         if "doc_id" not in record:
             raise InputError(path, "missing", line_no, "doc_id")
@@ -337,6 +348,8 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
                     prompt_hash=record.get("prompt_hash") or None,
                 )
             )
+            lines.append(line_no)
+    _check_samples(samples, lines, path)
     return samples
 
 

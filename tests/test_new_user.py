@@ -121,3 +121,34 @@ def test_a_closed_pipe_ends_quietly(pair):
     code = process.wait(timeout=120)
     assert err == "", err
     assert code == 141  # 128 + SIGPIPE, what a shell reports for a Unix tool cut off the same way
+
+
+# ----------------------------------------------------------------------------- 3. empty input
+
+
+def test_a_trace_file_without_records_is_an_input_error(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    code, out, err = cli(capsys, "analyze", empty, "--quiet")
+    assert_one_line_error(code, err, "empty.jsonl", "no record")
+    assert out == ""
+    lm_eval_run(tmp_path / "lm", STAMPS[0], [])
+    with pytest.raises(InputError, match=r"samples_qr_math_.*\.jsonl: .*no record"):
+        read_run(tmp_path / "lm")
+
+
+# ----------------------------------------------------------------------------- 4. duplicate line
+
+
+def test_a_duplicate_sample_names_the_line_of_its_second_occurrence(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in word_records([10, 11, 12], [True] * 3)))
+    with path.open("a") as handle:
+        handle.write("\n" + json.dumps(word_records([13], [True])[0]) + "\n")  # doc 0 again, on line 5
+    with pytest.raises(InputError, match=r"c\.jsonl:5: field 'doc_id': duplicate sample"):
+        read_run(path)
+    run = lm_eval_run(tmp_path / "lm", STAMPS[0], [3, 4])
+    samples = run / f"samples_qr_math_{STAMPS[0]}.jsonl"
+    samples.write_text(samples.read_text() + samples.read_text().splitlines()[0] + "\n")
+    with pytest.raises(InputError, match=r"samples_qr_math_.*\.jsonl:3: field 'doc_id': duplicate sample"):
+        read_run(run)
