@@ -18,7 +18,6 @@ import logging
 import time
 from collections import defaultdict, deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import jsonlines
@@ -28,15 +27,12 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from qr_metrics.documents import prompt_hash
 from qr_metrics.files import atomic_write
-from qr_metrics.graders import grader_for_task
 from qr_metrics.loops import BatchLoopDetector
-from qr_metrics.rescue import Rescue, choose_rescue
-from qr_metrics.segments import prompt_opens_reasoning, split_reasoning
-from qr_metrics.sidecar import RescueEvent, SideRecord
 
-from .rescue import LOOP_FIELDS, ModelArgumentError, RescueParams, commit_text
+from . import control
+from .control import Batch, Engine
+from .rescue import LOOP_FIELDS, ModelArgumentError, RescueParams
 
 log = logging.getLogger(__name__)
 
@@ -111,31 +107,30 @@ class QRHFLM(HFLM):
     def _model_generate(self, context, max_length, stop, **kwargs):
         if not self.rescue_params.active and self.sidecar is None:
             return super()._model_generate(context, max_length, stop, **kwargs)
-        batch = _Batch.start(self, context, kwargs.pop("attention_mask"), max_length - context.shape[1])
+        mask = kwargs.pop("attention_mask")
+        prompt_ids = [[t for t, keep in zip(ids, m) if keep] for ids, m in zip(context.tolist(), mask.tolist())]
+        keys = [self._pending[p].popleft() for p in self._batch_prompts]
+        batch = Batch.start(self._batch_prompts, prompt_ids, keys, max_length - context.shape[1], self.rescue_params)
+        engine = Engine(
+            decode=self.tok_decode,
+            encode=lambda text: self.tok_encode(text, add_special_tokens=False),
+            generate=lambda model, prefixes, budget, phase: self._generate(model, batch, prefixes, budget, stop, kwargs, phase),
+            clock=lambda: _now(self.device),
+        )
         if self.rescue_params.plan_tokens:
-            self._plan(batch, stop, kwargs)
-        plain = self._continue(batch, context, stop, kwargs)
+            control.plan(batch, self.rescue_params, engine)
+        plain = self._continue(batch, context, mask, stop, kwargs)
         if self.rescue_params.rescue != "off":
-            self._rescue(batch, stop, kwargs)
-        self.side_records.extend(batch.records(self, [self._pending[p].popleft() for p in self._batch_prompts]))
+            control.rescue(batch, self.rescue_params, engine)
+        self.side_records.extend(batch.records(self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)))
         if not self.rescue_params.active:
             return plain  # exactly what plain hf returns
-        return batch.as_tensor(context, self.tokenizer.pad_token_id)
+        width = max(len(row.ids) for row in batch.rows)
+        pad = self.tokenizer.pad_token_id
+        tail = torch.tensor([row.ids + [pad] * (width - len(row.ids)) for row in batch.rows], dtype=context.dtype)
+        return torch.cat([context, tail.to(context.device)], dim=1)  # what lm-eval decodes
 
-    # -- phases ----------------------------------------------------------------------------------
-
-    def _plan(self, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
-        """The reference writes the first ``plan_tokens`` ids of every row."""
-        budget = min(self.rescue_params.plan_tokens, batch.budget)
-        new, ended = self._generate("reference", batch, batch.prompts, budget, stop, kwargs, phase="plan")
-        for row, ids, done in zip(batch.rows, new, ended):
-            row.ids, row.plan = list(ids), len(ids)
-            if done:
-                row.done, row.finish, row.final = True, "stop", "stop"
-            elif len(ids) >= batch.budget:
-                row.done, row.finish, row.final = True, "length", "length"
-
-    def _continue(self, batch: "_Batch", context, stop: list[str], kwargs: dict):
+    def _continue(self, batch: Batch, context, mask, stop: list[str], kwargs: dict):
         """The low-bit model goes on from the prompt (and the plan), the detector watching."""
         live = [i for i, row in enumerate(batch.rows) if not row.done]
         if not live:
@@ -143,68 +138,27 @@ class QRHFLM(HFLM):
         plan = torch.tensor([batch.rows[i].ids for i in live], dtype=context.dtype, device=context.device)
         plan = plan.reshape(len(live), len(batch.rows[live[0]].ids))  # all live rows planned alike
         inputs = torch.cat([context[live], plan], dim=1)
-        mask = torch.cat([batch.mask[live], torch.ones_like(plan)], dim=1)
         watcher = None
         if self.rescue_params.rescue != "off":
             watcher = _LoopWatcher(self, inputs.shape[1], plan.cpu().numpy())
             kwargs = {**kwargs, "logits_processor": LogitsProcessorList([watcher])}
         width = inputs.shape[1]
         started = _now(self.device)
-        output = self._generate_tensor(self.model, inputs, mask, batch.prompt_width + batch.budget, stop, kwargs)
+        output = self._generate_tensor(self.model, inputs, torch.cat([mask[live], torch.ones_like(plan)], dim=1),
+                                       context.shape[1] + batch.budget, stop, kwargs)
         batch.timing("generate", "lowbit", _now(self.device) - started, output.shape[1] - width)
         new, ended = self._split_new(output[:, width:], stop)
         if watcher is not None:
             watcher.flush(output[:, width:])
         for j, i in enumerate(live):
-            row = batch.rows[i]
-            row.ids, row.lowbit = row.ids + new[j], len(new[j])
-            if watcher is not None and j in watcher.fired:
-                row.finish, row.loop = "loop", watcher.fired[j]
-            elif ended[j]:
-                row.finish = row.final = "stop"
-            else:
-                row.finish = row.final = "length"
-                row.loop = watcher.tail_loops.get(j) if watcher is not None else None
+            fired = watcher.fired.get(j) if watcher is not None else None
+            tail = watcher.tail_loops.get(j) if watcher is not None else None
+            batch.rows[i].low_bit_ended(new[j], ended[j], fired or tail, stopped_at_loop=fired is not None)
         return output if len(live) == len(batch.rows) and not self.rescue_params.plan_tokens else None
-
-    def _rescue(self, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
-        """Commit or fall back for every row cut at a loop or at the budget inside reasoning."""
-        params = self.rescue_params
-        started = _now(self.device)
-        answer_rows, fallback_rows = [], []  # (row, prefix ids, new-token budget)
-        for row in batch.rows:
-            trigger = _trigger(row, self, batch)
-            if trigger is None:
-                continue
-            cut = row.loop[0] if trigger == "loop" else len(row.ids)
-            text = self.tok_decode(row.ids[:cut])
-            reasoning = split_reasoning(text, params.measure, row.opened).reasoning
-            choice = choose_rescue(params.rescue, reasoning, grader_for_task(row.task))
-            tokens_cut = len(row.ids) - cut
-            row.keep(cut)
-            row.events.append(RescueEvent(
-                kind=choice.kind, trigger=trigger, position=cut,
-                period=row.loop[1] if trigger == "loop" else None, answer=choice.answer, tokens_cut=tokens_cut,
-            ))
-            _apply(choice, row, trigger, batch, params, self, answer_rows, fallback_rows)
-        for model, jobs in (("lowbit", answer_rows), ("reference", fallback_rows)):
-            if jobs:
-                self._finish_rows(model, jobs, batch, stop, kwargs)
-        batch.wall["rescue"] = batch.wall.get("rescue", 0.0) + _now(self.device) - started
-
-    def _finish_rows(self, model: str, jobs: list, batch: "_Batch", stop: list[str], kwargs: dict) -> None:
-        budget = max(need for _, _, need in jobs)
-        prefixes = [row.prompt + prefix for row, prefix, _ in jobs]
-        new, ended = self._generate(model, batch, prefixes, budget, stop, kwargs, phase=None)
-        for (row, prefix, need), ids, done in zip(jobs, new, ended):
-            row.final = "stop" if done and len(ids) <= need else "length"  # (the batch ran to the longest need)
-            ids = ids[:need]
-            row.ids = prefix + ids
-            setattr(row, model, getattr(row, model) + len(ids))
 
     # -- generation ------------------------------------------------------------------------------
 
-    def _generate(self, model: str, batch: "_Batch", prefixes: list[list[int]], budget: int,
+    def _generate(self, model: str, batch: Batch, prefixes: list[list[int]], budget: int,
                   stop: list[str], kwargs: dict, phase: str | None):
         """New ids (cut at eos / a stop sequence) per left-padded prefix, and whether each ended."""
         width = max(len(p) for p in prefixes)
@@ -300,120 +254,6 @@ def _now(device) -> float:
     if getattr(device, "type", str(device)) == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter()
-
-
-def _trigger(row: "_Row", lm: QRHFLM, batch: "_Batch") -> str | None:
-    """``loop`` when the detector cut the row, ``length`` when the budget ran out in reasoning;
-    None before the trace holds ``min_reasoning_tokens``."""
-    if len(row.ids) < lm.rescue_params.min_reasoning_tokens:
-        return None
-    if row.loop is not None and row.finish in ("loop", "length"):
-        return "loop"
-    if row.finish == "length" and not row.done:  # (a plan that used the whole budget is left)
-        text = lm.tok_decode(row.ids)
-        if split_reasoning(text, lm.rescue_params.measure, row.opened).unclosed:
-            return "length"
-    return None
-
-
-def _apply(choice: Rescue, row: "_Row", trigger: str, batch: "_Batch", params: RescueParams,
-           lm: QRHFLM, answer_rows: list, fallback_rows: list) -> None:
-    """Append the committed text, or queue the row for an answer or a reference continuation."""
-    close = lm.tok_encode(params.close_text, add_special_tokens=False)
-    if choice.kind == "commit" and choice.answer is not None:
-        row.ids = row.ids + lm.tok_encode(commit_text(params, choice.answer), add_special_tokens=False)
-        row.final = "stop"
-    elif choice.kind == "commit":
-        answer_rows.append((row, row.ids + close, params.answer_tokens))
-    elif trigger == "loop":
-        fallback_rows.append((row, row.ids, max(1, batch.budget - len(row.ids))))
-    else:
-        fallback_rows.append((row, row.ids + close, params.answer_tokens))
-
-
-@dataclass
-class _Row:
-    """One request's completion as it is assembled, and what happened to it."""
-
-    prompt: list[int]
-    opened: bool
-    task: str = ""
-    ids: list[int] = field(default_factory=list)
-    plan: int = 0
-    lowbit: int = 0
-    reference: int = 0
-    finish: str = "length"
-    final: str = "length"
-    done: bool = False
-    loop: tuple[int, int] | None = None  # (onset, period) in completion ids
-    events: list[RescueEvent] = field(default_factory=list)
-
-    def keep(self, cut: int) -> None:
-        """Drop ids after ``cut`` (before any rescue: the ids are the plan, then the low-bit's)."""
-        self.ids = self.ids[:cut]
-        self.lowbit = max(0, cut - self.plan)
-        self.plan = min(self.plan, cut)
-
-
-@dataclass
-class _Batch:
-    """The rows of one ``_model_generate`` call, with their phase timings."""
-
-    rows: list[_Row]
-    mask: torch.Tensor
-    prompt_width: int
-    budget: int
-    wall: dict[str, float] = field(default_factory=dict)
-    steps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0]))
-
-    @classmethod
-    def start(cls, lm: QRHFLM, context: torch.Tensor, mask: torch.Tensor, budget: int) -> "_Batch":
-        rows = []
-        for prompt_text, ids, keep in zip(lm._batch_prompts, context.tolist(), mask.tolist()):
-            prompt = [t for t, k in zip(ids, keep) if k]
-            task = lm._pending[prompt_text][0][0] if lm._pending[prompt_text] else ""
-            rows.append(_Row(prompt, prompt_opens_reasoning(prompt_text, lm.rescue_params.measure), task))
-        return cls(rows, mask, context.shape[1], budget)
-
-    @property
-    def prompts(self) -> list[list[int]]:
-        return [row.prompt for row in self.rows]
-
-    def timing(self, phase: str | None, model: str, seconds: float, steps: int) -> None:
-        """Add a generate call's time to its phase (None: counted by the caller) and model."""
-        if phase is not None:
-            self.wall[phase] = self.wall.get(phase, 0.0) + seconds
-        total = self.steps[model]
-        total[0], total[1] = total[0] + seconds, total[1] + max(steps, 0)
-
-    def records(self, lm: QRHFLM, keys: list[tuple]) -> list[dict[str, Any]]:
-        close_ids = lm.tok_encode(lm.rescue_params.measure.think_close, add_special_tokens=False)
-        per_token = {m: (s / n if n else None) for m, (s, n) in self.steps.items()}
-        out = []
-        for row, (task, doc_id, repeat), prompt in zip(self.rows, keys, lm._batch_prompts):
-            out.append(SideRecord(
-                task=task, doc_id=doc_id, repeat=repeat, prompt_hash=prompt_hash(prompt),
-                max_gen_toks=self.budget, completion_tokens=len(row.ids),
-                reasoning_tokens=_reasoning_tokens(row.ids, close_ids),
-                tokens={"lowbit": row.lowbit, "reference": row.reference + row.plan},
-                plan_tokens=row.plan, finish_reason=row.finish, final_finish_reason=row.final,
-                rescue=row.events, wall_s=dict(self.wall), decode_s_per_token=per_token,
-            ).as_json())
-        return out
-
-    def as_tensor(self, context: torch.Tensor, pad: int) -> torch.Tensor:
-        """Context + each row's completion, right-padded: what lm-eval decodes."""
-        width = max(len(row.ids) for row in self.rows)
-        tail = [row.ids + [pad] * (width - len(row.ids)) for row in self.rows]
-        return torch.cat([context, torch.tensor(tail, dtype=context.dtype, device=context.device)], dim=1)
-
-
-def _reasoning_tokens(ids: list[int], close_ids: list[int]) -> int | None:
-    """Ids before the last closing tag; all of them when unclosed; None if the tag is not one id."""
-    if len(close_ids) != 1:
-        return None
-    close = close_ids[0]
-    return len(ids) - 1 - ids[::-1].index(close) if close in ids else len(ids)
 
 
 class _LoopWatcher(LogitsProcessor):
