@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 import textwrap
+from dataclasses import replace
+from pathlib import Path
 
-from .runs import InputError
+from .runs import InputError, Run
 
 
 def _tasks_path(args: argparse.Namespace) -> int:
@@ -31,9 +34,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from .analysis import measure_run, summarize
     from qr_metrics.files import atomic_write
     from .report import analysis_table
-    from .runs import read_run
 
-    run = read_run(args.run, timestamp=args.timestamp)
+    (run,) = read_runs(args, [args.run])
     measured = measure_run(run, tokenizer=args.tokenizer, progress=not args.quiet)
     summary = summarize(measured)
     if args.per_sample:
@@ -70,11 +72,9 @@ def _bootstrap_config(args: argparse.Namespace):
 def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs
     from .report import comparison_table
-    from .runs import read_run
 
     result = compare_runs(
-        read_run(args.baseline),
-        read_run(args.candidate),
+        *read_runs(args, [args.baseline, args.candidate]),
         unit=args.unit,
         config=_bootstrap_config(args),
         tokenizer=args.tokenizer,
@@ -105,16 +105,20 @@ def _speedups(values: list[str] | None) -> dict[str, float]:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import build_leaderboard, write_leaderboard
-    from .runs import read_run
 
     speedups = _speedups(args.speedup)
     if not args.no_plots:
         from .plots import require_matplotlib
 
         require_matplotlib()  # before any work: a missing extra is one line, nothing written
+    # a baseline given by path is read as the rows are (--timestamp, --label); a run's name wins
+    by_path = args.baseline is not None and Path(args.baseline).exists()
+    runs = read_runs(args, [*args.runs, *([args.baseline] if by_path else [])])
+    rows = runs[: len(args.runs)]
+    baseline = runs[-1] if by_path and args.baseline not in {r.name for r in rows} else args.baseline
     board = build_leaderboard(
-        [read_run(path) for path in args.runs],
-        baseline=args.baseline,
+        rows,
+        baseline=baseline,
         unit=args.unit,
         config=_bootstrap_config(args),
         tokenizer=args.tokenizer,
@@ -171,12 +175,10 @@ def _append_step_summary(text: str) -> None:
 def _gate(args: argparse.Namespace) -> int:
     from .gate import gate
     from .report import gate_verdict
-    from .runs import read_run
 
     policy = _policy(args)
     result = gate(
-        read_run(args.baseline),
-        read_run(args.candidate),
+        *read_runs(args, [args.baseline, args.candidate]),
         policy,
         unit=args.unit,
         config=_bootstrap_config(args),
@@ -197,12 +199,12 @@ def _gate(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     from .gate import select_checkpoint
     from .report import selection_report
-    from .runs import read_run
 
     policy = _policy(args)
+    baseline, *candidates = read_runs(args, [args.baseline, *args.candidates])
     selection = select_checkpoint(
-        read_run(args.baseline),
-        [read_run(path) for path in args.candidates],
+        baseline,
+        candidates,
         policy,
         unit=args.unit,
         config=_bootstrap_config(args),
@@ -221,6 +223,53 @@ def _select(args: argparse.Namespace) -> int:
         print(report, end="", file=sys.stderr)
     _append_step_summary(report)
     return 0 if summary["selected"] is not None else 1
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Run selection and metadata, the same for every verb that reads runs (``read_runs``)."""
+    p.add_argument("--timestamp", action="append", metavar="TS",
+                   help="in a directory that holds several lm-eval runs, read the one with this timestamp "
+                   "(repeatable: each such directory reads the one of its runs given)")
+    p.add_argument("--label", action="append", metavar="RUN=[MODEL:]PRECISION:BITS",
+                   help="model, precision and bits of RUN (a path as given above), e.g. "
+                   "runs/int4=Qwen/Qwen3-8B:awq-w4:4; wins over its run.json (repeatable)")
+
+
+def read_runs(args: argparse.Namespace, paths: list[str]) -> list[Run]:
+    """The runs at ``paths``, selected by ``--timestamp`` and labelled by ``--label``; a
+    timestamp or label that matches none of them is an input error."""
+    from .runs import read_run
+
+    labels = {Path(run).resolve(): (text, fields) for text, run, fields in map(_label, args.label or [])}
+    runs = []
+    for path in paths:
+        run = read_run(path, timestamp=args.timestamp)
+        _, fields = labels.get(Path(path).resolve(), (None, {}))
+        runs.append(replace(run, **fields))
+    for stamp in args.timestamp or []:
+        if stamp not in {run.timestamp for run in runs}:
+            raise InputError("--timestamp", f"{stamp!r} is the timestamp of none of the runs read")
+    given = {Path(path).resolve() for path in paths}
+    for where, (text, _) in labels.items():
+        if where not in given:
+            raise InputError("--label", f"{text!r}: {str(where)!r} is none of the runs given")
+    return runs
+
+
+def _label(text: str) -> tuple[str, str, dict]:
+    """``RUN=[MODEL:]PRECISION:BITS`` -> (text, RUN, the run fields it sets)."""
+    run, sep, spec = text.rpartition("=")
+    parts = spec.rsplit(":", 2)
+    try:
+        bits = float(parts[-1])
+    except ValueError:
+        bits = math.nan
+    if not (sep and run and len(parts) >= 2 and all(parts) and 0 < bits < math.inf):
+        raise InputError("--label", f"expected RUN=[MODEL:]PRECISION:BITS with BITS a number > 0, got {text!r}")
+    fields = {"precision": parts[-2], "bits": int(bits) if bits.is_integer() else bits}
+    if len(parts) == 3:
+        fields["model"] = parts[0]
+    return text, run, fields
 
 
 def add_policy_options(p: argparse.ArgumentParser) -> None:
@@ -249,6 +298,7 @@ def add_statistics_options(p: argparse.ArgumentParser) -> None:
                    help="refuse runs that differ in tasks, budget, sampling or tokenizer (exit 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_unsafe_code_option(p)
+    add_run_options(p)
 
 
 def add_unsafe_code_option(p: argparse.ArgumentParser) -> None:
@@ -324,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the per-task summary as JSON")
     p.add_argument("--per-sample", metavar="FILE", help="also write one JSON Lines record per sample")
     p.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer")
-    p.add_argument("--timestamp", help="pick one run in an lm-eval directory that holds several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_unsafe_code_option(p)
+    add_run_options(p)
 
     p = _verb(
         verbs,

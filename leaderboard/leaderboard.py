@@ -62,17 +62,19 @@ def is_full_precision(precision: str | None) -> bool:
 
 
 def resolve_baselines(
-    runs: Sequence[Run], spec: str | None = None
+    runs: Sequence[Run], spec: str | Run | None = None
 ) -> tuple[list[Run], dict[str, tuple[Run | None, str, str | None]]]:
     """The rows and, per run name, ``(baseline run or None, role, note)``.
 
     ``spec``: ``None`` or ``"auto"`` (the full-precision run of the same ``model``),
     ``"precision=LABEL"`` (the run of the same model with that precision label), or the
-    name of one of ``runs`` or the path of a run (the baseline of every row; a path outside
-    ``runs`` becomes a row too). Roles: ``baseline``, ``candidate``, ``no_baseline``.
+    name of one of ``runs``, the path of a run or a ``Run`` (the baseline of every row; a
+    run outside ``runs`` becomes a row too). Roles: ``baseline``, ``candidate``, ``no_baseline``.
     """
     runs = list(runs)
     _unique_names(runs)
+    if isinstance(spec, Run):
+        return _against_one(runs, spec)
     spec = (spec or "auto").strip()
     plan: dict[str, tuple[Run | None, str, str | None]] = {}
     if spec == "auto" or spec.startswith("precision="):
@@ -103,20 +105,21 @@ def resolve_baselines(
         return runs, plan
     named = [r for r in runs if r.name == spec]
     if named:
-        reference = named[0]
-    elif Path(spec).exists():
-        reference = read_run(spec)
-        same = [r for r in runs if r.source.resolve() == reference.source.resolve()]
-        if same:
-            reference = same[0]
-        else:
-            runs.insert(0, reference)
-            _unique_names(runs)
+        return _against_one(runs, named[0])
+    if Path(spec).exists():
+        return _against_one(runs, read_run(spec))
+    raise InputError("--baseline", f"{spec!r} is not 'auto', 'precision=LABEL', a run's name or a run's path")
+
+
+def _against_one(runs: list[Run], reference: Run) -> tuple[list[Run], dict[str, tuple[Run | None, str, str | None]]]:
+    """Every row against ``reference``, which becomes the first row unless a row is read from its files."""
+    same = [r for r in runs if r.source.resolve() == reference.source.resolve()]
+    if same:
+        reference = same[0]
     else:
-        raise InputError("--baseline", f"{spec!r} is not 'auto', 'precision=LABEL', a run's name or a run's path")
-    for run in runs:
-        plan[run.name] = (reference, "baseline", None) if run is reference else (reference, "candidate", None)
-    return runs, plan
+        runs.insert(0, reference)
+        _unique_names(runs)
+    return runs, {run.name: (reference, "baseline" if run is reference else "candidate", None) for run in runs}
 
 
 def _unique_names(runs: Sequence[Run]) -> None:
@@ -187,7 +190,7 @@ def resolve_speedup(
 
 def build_leaderboard(
     runs: Sequence[Run],
-    baseline: str | None = None,
+    baseline: str | Run | None = None,
     unit: str = "tokens",
     config: BootstrapConfig = DEFAULT_BOOTSTRAP,
     tokenizer: str | None = None,
@@ -259,7 +262,7 @@ def build_leaderboard(
     return {
         "title": title or "qr-eval leaderboard",
         **statistics_header(unit, config),
-        "baseline_rule": baseline or "auto",
+        "baseline_rule": baseline.name if isinstance(baseline, Run) else baseline or "auto",
         "tasks": tasks,
         "runs": run_info,
         "rows": rows,

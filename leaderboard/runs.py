@@ -15,7 +15,7 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jsonlines
 
@@ -25,6 +25,9 @@ from qr_metrics.sidecar import SideRecord
 log = logging.getLogger(__name__)
 
 HEADER_FIELDS = ("name", "model", "precision", "bits", "tokenizer", "speedup")
+RUN_JSON = "run.json"
+"""Run metadata (``HEADER_FIELDS``): beside ``traces.jsonl`` or ``results_*.json``, or at
+the root of an lm-eval ``--output_path`` (the nearer one wins)."""
 _RESULTS = re.compile(r"^results_(?P<stamp>.+)\.json$")
 SIDE_FILE = "qr_sidecar.jsonl"
 """The side file picked up beside ``results_*.json`` when ``model_args`` names none."""
@@ -83,18 +86,21 @@ class Run:
     decode_s_per_token: dict[str, float] = field(default_factory=dict)
     """Measured seconds per decoding step per model (``lowbit``, ``reference``), from the
     side file: the token-weighted mean over its records."""
+    timestamp: str | None = None
+    """The lm-eval run's timestamp (of ``results_<timestamp>.json``)."""
 
     @property
     def tasks(self) -> list[str]:
         return sorted({s.task for s in self.samples})
 
 
-def read_run(path: str | Path, timestamp: str | None = None) -> Run:
+def read_run(path: str | Path, timestamp: str | Sequence[str] | None = None) -> Run:
     """Read a run: a generic ``.jsonl`` trace file, a directory with ``traces.jsonl``
     (+ optional ``run.json``), an lm-eval output directory, or one ``results_*.json``.
 
-    An lm-eval directory that holds several timestamped runs needs ``timestamp`` (or the
-    path of one results file): runs are never mixed by accident.
+    An lm-eval directory that holds several timestamped runs needs ``timestamp`` (one, or
+    several of which the directory holds one), or the path of one results file: runs are
+    never mixed by accident. A directory with one run reads it whatever ``timestamp`` says.
     """
     path = Path(path)
     if not path.exists():
@@ -104,9 +110,10 @@ def read_run(path: str | Path, timestamp: str | None = None) -> Run:
     if path.is_file() and _RESULTS.match(path.name):
         return _read_lm_eval(path)
     if path.is_dir() and (path / "traces.jsonl").exists():
-        return _read_traces(path / "traces.jsonl", _read_header(path / "run.json"))
+        return _read_traces(path / "traces.jsonl", _read_header(path / RUN_JSON))
     if path.is_dir():
-        return _read_lm_eval(_pick_results(path, timestamp))
+        stamps = (timestamp,) if isinstance(timestamp, str) else tuple(timestamp or ())
+        return _read_lm_eval(_pick_results(path, stamps), root=path)
     raise InputError(path, "expected a .jsonl trace file, a results_*.json file or a run directory")
 
 
@@ -244,15 +251,15 @@ def _check_samples(samples: list[Sample], lines: list[int], path: Path) -> None:
         first[sample.key] = line
 
 
-def _pick_results(directory: Path, timestamp: str | None) -> Path:
+def _pick_results(directory: Path, stamps: tuple[str, ...]) -> Path:
     found = sorted(p for p in directory.rglob("results_*.json") if _RESULTS.match(p.name))
     if not found:
         raise InputError(directory, "no traces.jsonl and no lm-eval results_*.json inside")
-    if timestamp is not None:
-        chosen = [p for p in found if _RESULTS.match(p.name)["stamp"] == timestamp]
+    if stamps and len(found) > 1:
+        chosen = [p for p in found if _RESULTS.match(p.name)["stamp"] in stamps]
         if not chosen:
-            stamps = ", ".join(_RESULTS.match(p.name)["stamp"] for p in found)
-            raise InputError(directory, f"no run with timestamp {timestamp!r}; found: {stamps}")
+            listing = ", ".join(_RESULTS.match(p.name)["stamp"] for p in found)
+            raise InputError(directory, f"no run with timestamp {' or '.join(map(repr, stamps))}; found: {listing}")
         found = chosen
     if len(found) > 1:
         listing = ", ".join(str(p.relative_to(directory)) for p in found)
@@ -263,7 +270,8 @@ def _pick_results(directory: Path, timestamp: str | None) -> Path:
     return found[0]
 
 
-def _read_lm_eval(results_path: Path) -> Run:
+def _read_lm_eval(results_path: Path, root: Path | None = None) -> Run:
+    """An lm-eval run; ``root``: the directory it was found in (lm-eval's ``--output_path``)."""
     results = _json_object(results_path)
     stamp = _RESULTS.match(results_path.name)["stamp"]
     configs = _object_field(results, "configs", results_path)
@@ -286,7 +294,8 @@ def _read_lm_eval(results_path: Path) -> Run:
     side_path = _side_file(results_path, model_args)
     if side_path is not None:
         samples = _join_side_file(side_path, samples)
-    header = _read_header(results_path.parent / "run.json")
+    nearest = [d / RUN_JSON for d in (results_path.parent, root) if d is not None and (d / RUN_JSON).is_file()]
+    header = _read_header(nearest[0]) if nearest else {}
     pretrained = model_args.get("pretrained") or results.get("model_name")
     return Run(
         name=header.get("name") or str(pretrained or results_path.parent.name),
@@ -299,6 +308,7 @@ def _read_lm_eval(results_path: Path) -> Run:
         speedup=header.get("speedup"),
         generation=generation,
         decode_s_per_token=_decode_s_per_token([s.side for s in samples if s.side is not None]),
+        timestamp=stamp,
     )
 
 

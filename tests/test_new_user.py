@@ -152,3 +152,71 @@ def test_a_duplicate_sample_names_the_line_of_its_second_occurrence(tmp_path):
     samples.write_text(samples.read_text() + samples.read_text().splitlines()[0] + "\n")
     with pytest.raises(InputError, match=r"samples_qr_math_.*\.jsonl:3: field 'doc_id': duplicate sample"):
         read_run(run)
+
+
+# ----------------------------------------------------------------------------- 5. run selection
+
+
+def _verbs():
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+def test_every_verb_that_reads_runs_has_the_same_run_selection_options():
+    reading = {name: p for name, p in _verbs().items() if any(a.metavar in ("RUN", "BASELINE") for a in p._actions)}
+    assert {"analyze", "compare", "leaderboard", "gate", "select"} <= set(reading)
+    for name, parser in reading.items():
+        options = {o for a in parser._actions for o in a.option_strings}
+        assert {"--timestamp", "--label"} <= options, name
+
+
+@pytest.mark.parametrize("verb, codes", [("compare", {0}), ("leaderboard", {0}), ("gate", {0, 1}), ("select", {0, 1})])
+def test_timestamp_picks_one_run_in_every_directory_that_holds_several(tmp_path, capsys, monkeypatch, verb, codes):
+    monkeypatch.chdir(tmp_path)
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    lm_eval_run(base, STAMPS[0], list(range(10, 30)))
+    lm_eval_run(base, STAMPS[1], list(range(10, 30)))
+    lm_eval_run(cand, STAMPS[1], list(range(11, 31)), pretrained="/models/tiny-int4")
+    labels = ["--label", f"{base}=tiny:bf16:16", "--label", f"{cand}=tiny:int4:4"]
+    code, _, err = cli(capsys, verb, base, cand, *VERB_ARGS[verb], *labels, *FAST)
+    assert_one_line_error(code, err, "--timestamp")
+    code, _, err = cli(capsys, verb, base, cand, *VERB_ARGS[verb], *labels, "--timestamp", STAMPS[1], *FAST)
+    assert code in codes, err
+    code, _, err = cli(capsys, verb, base, cand, *VERB_ARGS[verb], *labels, "--timestamp", "2020-01-01", *FAST)
+    assert_one_line_error(code, err, "2020-01-01")
+
+
+# ----------------------------------------------------------------------------- 6. run metadata
+
+
+def test_run_json_at_the_output_path_root_or_beside_the_results(tmp_path):
+    out = tmp_path / "out"
+    lm_eval_run(out / "models__tiny", STAMPS[0], [3, 4])
+    (out / "run.json").write_text(json.dumps({"name": "q4", "precision": "int4", "bits": 4}))
+    run = read_run(out)
+    assert (run.name, run.precision, run.bits) == ("q4", "int4", 4)
+    (out / "models__tiny" / "run.json").write_text(json.dumps({"name": "near", "precision": "int3", "bits": 3}))
+    assert read_run(out).name == "near"  # the nearer one wins
+
+
+def test_labels_let_the_leaderboard_find_the_baseline_of_stock_lm_eval_runs(tmp_path, capsys):
+    base = lm_eval_run(tmp_path / "bf16", STAMPS[0], list(range(10, 30)), pretrained="Org/Model")
+    cand = lm_eval_run(tmp_path / "int4", STAMPS[0], list(range(11, 31)), pretrained="Org/Model-AWQ")
+    board = tmp_path / "board"
+    code, _, err = cli(capsys, "leaderboard", base, cand, "--out", board, "--no-plots",
+                       "--label", f"{base}=Org/Model:bf16:16", "--label", f"{cand}/=Org/Model:awq-w4:4", *FAST)
+    assert code == 0, err
+    written = json.loads((board / "leaderboard.json").read_text())
+    runs = {r["name"]: (r["model"], r["precision"], r["bits"], r["role"]) for r in written["runs"]}
+    assert runs == {"Org/Model": ("Org/Model", "bf16", 16, "baseline"), "Org/Model-AWQ": ("Org/Model", "awq-w4", 4, "candidate")}
+    code, _, err = cli(capsys, "analyze", base, "--label", f"{tmp_path / 'other'}=m:bf16:16", "--quiet")
+    assert_one_line_error(code, err, "--label", "other")
+    code, _, err = cli(capsys, "analyze", base, "--label", f"{base}=bf16:many", "--quiet")
+    assert_one_line_error(code, err, "--label", "many")
+
+
+def test_readme_says_where_run_json_goes_and_what_it_holds():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Run metadata (run.json)", 1)[1].split("\n## ", 1)[0]
+    assert set(HEADER_FIELDS) <= set(section.replace("`", " ").replace(",", " ").split())
+    for words in ("results_*.json", "--output_path", "--label", "nearer"):
+        assert words in section, words
