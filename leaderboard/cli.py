@@ -225,6 +225,27 @@ def _select(args: argparse.Namespace) -> int:
     return 0 if summary["selected"] is not None else 1
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import replay_run
+    from .report import replay_table
+
+    run, *baseline = read_runs(args, [args.run, *([args.baseline] if args.baseline else [])])
+    result = replay_run(
+        run,
+        policy=args.policy,
+        baseline=baseline[0] if baseline else None,
+        unit=args.unit,
+        tokenizer=args.tokenizer,
+        progress=not args.quiet,
+    )
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(replay_table(result))
+    return 0
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Run selection and metadata, the same for every verb that reads runs (``read_runs``)."""
     p.add_argument("--timestamp", action="append", metavar="TS",
@@ -461,6 +482,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_options(p)
     add_statistics_options(p)
     p.set_defaults(confidence=None)
+
+    p = _verb(
+        verbs,
+        "replay",
+        _replay,
+        help="what loop rescue would have done to logged traces: rescued traces, accuracy, length saved",
+        epilog="""\
+            Cuts every trace the loop detector flags at the loop onset and commits the last
+            answer written before it (as the live adapters do); a flagged trace with no such
+            answer is left unchanged. With --baseline, the inflation ratio before and after.
+            example:
+              qr-eval replay runs/int4
+              qr-eval replay runs/int4 --baseline runs/bf16 --unit words --json > replay.json
+            """,
+    )
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--policy", choices=("commit",), default="commit", help="rescue policy (default commit; the only one offline)")
+    p.add_argument("--baseline", metavar="RUN", help="also report the inflation ratio against this run")
+    p.add_argument("--unit", choices=("tokens", "words"),
+                   help="length unit (default: tokens when a tokenizer is known, else words)")
+    p.add_argument("--json", action="store_true", help="print the documented JSON object")
+    p.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_unsafe_code_option(p)
+    add_run_options(p)
     return parser
 
 

@@ -186,7 +186,7 @@ def compare_runs(
             overall = dict(next(iter(tasks.values())))
         else:
             overall = _block([pair for pairs in pairing.pairs.values() for pair in pairs], field, config)
-        macro = macro_ratio([_lengths(pairs, field) for pairs in pairing.pairs.values()], config)
+        macro = macro_ratio([pair_lengths(pairs, field) for pairs in pairing.pairs.values()], config)
     except ValueError as error:  # an undefined statistic, e.g. a zero-length baseline
         raise InputError(baseline.source, f"{field}: {error}") from None
     overall["macro_ratio"] = {**macro.ratio.as_dict(), "notes": list(macro.notes)}
@@ -203,7 +203,7 @@ def compare_runs(
     }
 
 
-def _lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Item ids (unique across tasks), baseline and candidate lengths, over pairs."""
     items = {key: i for i, key in enumerate(dict.fromkeys((b.sample.task, str(b.sample.doc_id)) for b, _ in pairs))}
     item = np.array([items[(b.sample.task, str(b.sample.doc_id))] for b, _ in pairs])
@@ -219,7 +219,7 @@ def _rate(values: list[bool | None]) -> float | None:
 
 def _block(pairs, field: str, config: BootstrapConfig) -> dict[str, Any]:
     """Ratios, accuracy, pathology rates and budget exhaustion over a set of pairs."""
-    item, base_len, cand_len = _lengths(pairs, field)
+    item, base_len, cand_len = pair_lengths(pairs, field)
     base_correct = [b.correct for b, _ in pairs]
     cand_correct = [c.correct for _, c in pairs]
     known = all(v is not None for v in base_correct + cand_correct)

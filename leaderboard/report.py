@@ -187,3 +187,33 @@ def selection_report(selection: dict[str, Any]) -> str:
             f"{markdown_cell('; '.join(failed)) or '-'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def replay_table(result: dict[str, Any]) -> str:
+    """Per task: loops flagged, traces rescued, accuracy, units saved and mean length before
+    -> after the policy, and the inflation ratio before -> after when a baseline was given."""
+    unit = result["unit"]
+    baseline = result["baseline"] is not None
+    header = ["task", "n", "loops", "rescued", "acc% before->after", f"saved {unit}", f"mean {unit} before->after"]
+    header += ["inflation before", "inflation after"] if baseline else []
+    rows = []
+    for task, t in result["tasks"].items():
+        acc, mean, inflation = t["accuracy"], t["mean_length"], t["inflation"] or {}
+        rows.append(
+            [task, str(t["n"]), str(t["loops"]), str(t["rescued"]),
+             f"{_cell(acc['before'], True)} -> {_cell(acc['after'], True)}", str(t["saved"]),
+             f"{_cell(mean['before'])} -> {_cell(mean['after'])}"]
+            + ([interval(inflation.get("before")), interval(inflation.get("after"))] if baseline else [])
+        )
+    lines = [f"run: {result['run']['name']}   policy: {result['policy']}   unit: reasoning {unit}"]
+    if baseline:
+        lines[0] += (
+            f"   baseline: {result['baseline']['name']} ({100 * result['confidence']:g}% {result['method']} intervals)"
+        )
+    lines.append(format_table(header, rows))
+    lines.append("rescued: looping traces cut at the loop onset that had an answer to commit; the others are unchanged")
+    lines.extend(f"warning: {w}" for w in result["warnings"])
+    return "\n".join(lines)

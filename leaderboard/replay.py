@@ -1,0 +1,180 @@
+"""What loop rescue would have done to logged traces (``qr-eval replay``).
+
+Each trace the loop detector flags is cut where its repetitive tail starts (``loop_onset``,
+the position the live adapters cut at) and the rescue decision the adapters take
+(``qr_metrics.rescue.choose_rescue``) picks the answer to commit: the last intermediate
+answer written before the cut, graded against the gold with the task's grader. Offline
+there is no model to write an answer, so a flagged trace with no intermediate answer is
+left as it was (its length and correctness unchanged; an unclosed one stays wrong): the
+live ``commit`` policy would let the model answer it, so the figures are a lower bound on
+what the policy wins. Rescues the adapters make at the budget (no loop) are not replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qr_metrics.counts import count_words
+from qr_metrics.graders import grader_for_task
+from qr_metrics.params import DEFAULT_PARAMS
+from qr_metrics.rescue import choose_rescue
+from qr_metrics.segments import split_reasoning
+from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, inflation_ratios
+
+from .analysis import MeasuredSample
+from .compare import (
+    UNIT_FIELDS,
+    compatibility_issues,
+    measure_cached,
+    measure_in_unit,
+    measure_pair,
+    pair_lengths,
+    pair_samples,
+    statistics_header,
+)
+from .runs import InputError, Run
+
+POLICIES = ("commit",)
+"""Rescue policies replay can apply offline (a fallback needs the reference model)."""
+
+UNITS = ("tokens", "words")
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A measured sample with the policy applied: its reasoning ``length`` (in the replay's
+    unit) and ``correct`` afterwards, and the ``answer`` committed (None: not rescued)."""
+
+    measured: MeasuredSample
+    length: int
+    correct: bool | None
+    answer: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.measured.flags.get("loop"))
+
+
+def replay_sample(measured: MeasuredSample, field: str, policy: str = "commit") -> Replayed:
+    """Cut a flagged trace at its loop onset and commit the last answer written before it;
+    ``field`` is the length count replayed (``reasoning_tokens`` or ``words``)."""
+    unchanged = Replayed(measured, measured.counts[field], measured.correct)
+    if not unchanged.flagged:
+        return unchanged
+    completion = measured.sample.completion
+    # A flagged trace has reasoning, and where it starts does not depend on the prompt.
+    start = split_reasoning(completion, DEFAULT_PARAMS).reasoning_start
+    kept = completion[start : measured.loop_onset_char]
+    grader = grader_for_task(measured.sample.task)
+    answer = choose_rescue(policy, kept, grader).answer
+    if answer is None:
+        return unchanged
+    gold = measured.sample.gold
+    length = measured.loop_onset if field == "reasoning_tokens" else count_words(kept)
+    return Replayed(measured, length, None if gold is None else grader.is_correct(answer, gold), answer)
+
+
+def replay_run(
+    run: Run,
+    policy: str = "commit",
+    baseline: Run | None = None,
+    unit: str | None = None,
+    tokenizer: str | None = None,
+    config: BootstrapConfig = DEFAULT_BOOTSTRAP,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The documented ``qr-eval replay --json`` object.
+
+    ``unit`` None: tokens when every sample has token counts (a tokenizer is known), else
+    words. With ``baseline``, each task's inflation ratio before and after the rescue.
+    """
+    if policy not in POLICIES:
+        raise InputError("--policy", f"must be one of {list(POLICIES)}, got {policy!r}")
+    cache: dict = {}
+    if unit is None:
+        unit = _default_unit(measure_cached(run, tokenizer, progress, cache))
+    if unit not in UNITS:
+        raise InputError("--unit", f"must be one of {list(UNITS)}, got {unit!r}")
+    if baseline is None:
+        measured, base_measured = measure_in_unit(run, unit, tokenizer, progress, cache), None
+    else:
+        base_measured, measured = measure_pair(baseline, run, unit, tokenizer, progress, cache)
+    field = UNIT_FIELDS[unit]
+    if field == "reasoning_tokens":
+        _require_token_onsets(run, measured)
+    replayed = [replay_sample(m, field, policy) for m in measured]
+    by_task: dict[str, list[Replayed]] = {}
+    for r in replayed:
+        by_task.setdefault(r.measured.sample.task, []).append(r)
+    tasks = {task: _task_block(items, field) for task, items in sorted(by_task.items())}
+    warnings: list[str] = []
+    if baseline is not None:
+        warnings = compatibility_issues(baseline, run)
+        pairing = pair_samples(base_measured, measured)
+        if pairing.only_baseline or pairing.only_candidate:
+            warnings.append(
+                f"{pairing.only_baseline} baseline and {pairing.only_candidate} replayed sample(s) "
+                "have no partner and are left out of the inflation ratios"
+            )
+        after = {r.measured.sample.key: r.length for r in replayed}
+        for task, block in tasks.items():
+            pairs = pairing.pairs.get(task)
+            block["inflation"] = None if not pairs else _inflation(pairs, after, field, config, baseline)
+    return {
+        **statistics_header(unit, config),
+        "policy": policy,
+        "run": {"name": run.name, "source": str(run.source)},
+        "baseline": None if baseline is None else {"name": baseline.name, "source": str(baseline.source)},
+        "warnings": warnings,
+        "tasks": tasks,
+    }
+
+
+def _default_unit(measured: list[MeasuredSample]) -> str:
+    tokens = all("reasoning_tokens" in m.counts for m in measured) and all(
+        m.loop_onset is not None for m in measured if m.flags.get("loop")
+    )
+    return "tokens" if tokens else "words"
+
+
+def _require_token_onsets(run: Run, measured: list[MeasuredSample]) -> None:
+    """A cut in tokens needs the onset in tokens, which only a tokenizer gives."""
+    missing = sum(m.loop_onset is None for m in measured if m.flags.get("loop"))
+    if missing:
+        raise InputError(
+            run.source,
+            f"{missing} looping sample(s) have no loop onset in tokens; pass --tokenizer or use --unit words",
+        )
+
+
+def _share(values: list[bool | None]) -> float | None:
+    """Share of True, or None when any value is unknown (before and after cover the same samples)."""
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def _task_block(items: list[Replayed], field: str) -> dict[str, Any]:
+    before = np.array([r.measured.counts[field] for r in items], dtype=float)
+    after = np.array([r.length for r in items], dtype=float)
+    return {
+        "n": len(items),
+        "loops": sum(r.flagged for r in items),
+        "rescued": sum(r.answer is not None for r in items),
+        "accuracy": {"before": _share([r.measured.correct for r in items]), "after": _share([r.correct for r in items])},
+        "saved": int(before.sum() - after.sum()),
+        "mean_length": {"before": float(before.mean()), "after": float(after.mean())},
+        "inflation": None,
+    }
+
+
+def _inflation(pairs, after: dict, field: str, config: BootstrapConfig, baseline: Run) -> dict[str, Any]:
+    """ratio_of_means against the baseline with the candidate's lengths before and after."""
+    item, base_len, before = pair_lengths(pairs, field)
+    cut = np.array([after[c.sample.key] for _, c in pairs], dtype=float)
+    try:
+        ratios = [inflation_ratios(item, base_len, cand, config=config).ratio_of_means for cand in (before, cut)]
+    except ValueError as error:  # an undefined ratio, e.g. a zero-length baseline
+        raise InputError(baseline.source, f"{field}: {error}") from None
+    return {"n_pairs": len(pairs), "before": ratios[0].as_dict(), "after": ratios[1].as_dict()}
