@@ -19,7 +19,7 @@ from qr_metrics.rescue import Rescue, choose_rescue
 from qr_metrics.segments import prompt_opens_reasoning, split_reasoning
 from qr_metrics.sidecar import RescueEvent, SideRecord
 
-from .rescue import RescueParams, commit_text
+from .rescue import ModelArgumentError, RescueParams, commit_text
 
 
 @dataclass
@@ -112,6 +112,20 @@ class Batch:
             ).as_json()
             for row, (task, doc_id, repeat), prompt in zip(self.rows, self.keys, self.prompts)
         ]
+
+
+def check_same_vocabulary(pretrained: Any, reference: str) -> None:
+    """Planning and fallback splice ids of one model into the other: same vocabulary needed."""
+    if not (isinstance(pretrained, str) and isinstance(reference, str)):
+        return  # model objects (Python API): the caller vouches for them
+    from transformers import AutoTokenizer  # (only here: control needs no model library)
+
+    ours, theirs = (AutoTokenizer.from_pretrained(name).get_vocab() for name in (pretrained, reference))
+    if ours != theirs:
+        raise ModelArgumentError(
+            f"reference={reference!r} is invalid: its vocabulary ({len(theirs)} tokens) differs from "
+            f"{pretrained!r}'s ({len(ours)} tokens); planning and fallback need the same tokenizer"
+        )
 
 
 def reasoning_tokens(ids: list[int], close_ids: list[int]) -> int | None:

@@ -31,14 +31,10 @@ from qr_metrics.files import atomic_write
 from qr_metrics.loops import BatchLoopDetector
 
 from . import control
-from .control import Batch, Engine
-from .rescue import LOOP_FIELDS, ModelArgumentError, RescueParams
+from .control import Batch, Engine, check_same_vocabulary
+from .rescue import ModelArgumentError, RescueParams
 
 log = logging.getLogger(__name__)
-
-_RESCUE_ARGS = ("rescue", "reference", "plan_tokens", "check_every", "min_reasoning_tokens",
-                "answer_tokens", "close_text", "commit_template", *LOOP_FIELDS)
-
 
 @register_model("qr-hf")
 class QRHFLM(HFLM):
@@ -46,8 +42,7 @@ class QRHFLM(HFLM):
 
     def __init__(self, pretrained: Any, sidecar: str | None = None, quant: str | None = None,
                  load_in_4bit: bool = False, load_in_8bit: bool = False, **kwargs: Any) -> None:
-        rescue_args = {k: kwargs.pop(k) for k in _RESCUE_ARGS if k in kwargs}
-        self.rescue_params = RescueParams.from_model_args(rescue_args)
+        self.rescue_params = RescueParams.pop_model_args(kwargs)
         try:
             spec = _quant_spec(quant)
         except ValueError as error:
@@ -207,20 +202,6 @@ def _quant_spec(quant: str | None):
     from .quant import parse_quant
 
     return parse_quant(quant)
-
-
-def check_same_vocabulary(pretrained: Any, reference: str) -> None:
-    """Planning and fallback splice ids of one model into the other: same vocabulary needed."""
-    if not (isinstance(pretrained, str) and isinstance(reference, str)):
-        return  # model objects (Python API): the caller vouches for them
-    from transformers import AutoTokenizer
-
-    ours, theirs = (AutoTokenizer.from_pretrained(name).get_vocab() for name in (pretrained, reference))
-    if ours != theirs:
-        raise ModelArgumentError(
-            f"reference={reference!r} is invalid: its vocabulary ({len(theirs)} tokens) differs from "
-            f"{pretrained!r}'s ({len(ours)} tokens); planning and fallback need the same tokenizer"
-        )
 
 
 def _load_reference(name: Any, kwargs: dict, device):

@@ -1,5 +1,5 @@
-"""``qr-lm-eval``: lm_eval with the qr tasks on its include path and the ``qr-hf`` model
-registered, same arguments otherwise."""
+"""``qr-lm-eval``: lm_eval with the qr tasks on its include path and the ``qr-hf``
+and ``qr-vllm`` models registered, same arguments otherwise."""
 
 from __future__ import annotations
 
@@ -26,12 +26,19 @@ def with_qr_tasks(argv: list[str]) -> list[str]:
 def main() -> None:
     from lm_eval.__main__ import cli_evaluate
 
+    from lm_eval.api.registry import model_registry
+
     from . import hf  # noqa: F401  (registers qr-hf)
-    from .rescue import ModelArgumentError
+    from .rescue import MissingExtra, ModelArgumentError
+
+    model_registry.register("qr-vllm", target="qr_adapters.vllm:QRVLLM")  # lazy: vLLM is optional
 
     sys.argv = [sys.argv[0], *with_qr_tasks(sys.argv[1:])]
     try:
         cli_evaluate()
     except ModelArgumentError as error:
         print(f"qr-lm-eval: bad model argument: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MissingExtra as error:
+        print(f"qr-lm-eval: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .rescue import MissingExtra
+
 BITS = (2, 3, 4, 8)
 """Bit widths :class:`RTNSpec` accepts."""
 
@@ -131,7 +133,7 @@ def rtn_weight(weight: Any, bits: int, group_size: int) -> Any:
 def _require(modules: tuple[str, ...], extra: str, purpose: str) -> None:
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
-        raise ModuleNotFoundError(
+        raise MissingExtra(
             f'{purpose} needs {" and ".join(missing)}: pip install "qr-eval[{extra}]"', name=missing[0]
         )
 
@@ -165,7 +167,7 @@ def quantization_kwargs(load_in_4bit: bool = False, load_in_8bit: bool = False, 
 
 
 def check_checkpoint_libraries(config: Any) -> None:
-    """Raise a one-line ``ModuleNotFoundError`` naming the qr-eval extra when a pre-quantized
+    """Raise a one-line ``MissingExtra`` (a ``ModuleNotFoundError``) naming the qr-eval extra when a pre-quantized
     checkpoint's library is missing.
 
     transformers loads GPTQ, AWQ and bitsandbytes checkpoints by itself, but without the

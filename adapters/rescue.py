@@ -23,6 +23,10 @@ class ModelArgumentError(ValueError):
     """A bad model argument, reported as one line before any model loads (exit code 2)."""
 
 
+class MissingExtra(ModuleNotFoundError):
+    """An optional library a model argument needs is not installed; names the extra (exit 2)."""
+
+
 @dataclass(frozen=True)
 class RescueParams:
     """What the adapters do about loops and budgets (model arguments of ``qr-hf``/``qr-vllm``).
@@ -78,6 +82,12 @@ class RescueParams:
     def active(self) -> bool:
         """Whether generation must be watched (a rescue mode) or split (planning)."""
         return self.rescue != "off" or self.plan_tokens > 0
+
+    @classmethod
+    def pop_model_args(cls, kwargs: dict[str, Any]) -> "RescueParams":
+        """Take this class's arguments out of a backend's model arguments (the rest go on)."""
+        names = [f.name for f in fields(cls) if f.name != "measure"] + list(LOOP_FIELDS)
+        return cls.from_model_args({k: kwargs.pop(k) for k in names if k in kwargs})
 
     @classmethod
     def from_model_args(cls, args: dict[str, Any]) -> "RescueParams":

@@ -1,8 +1,9 @@
 """A tiny Llama whose logits are rigged to write scripted ids: traces that loop on cue.
 
 At the prefill call each row picks the first rule whose text occurs in its input (or, for
-``ends=True`` rules, ends it); every decoding step then forces the rule's next id, and eos
-once the script is spent. Real transformers generation (KV cache, batching, padding) runs
+``ends=True`` rules, ends it) and finds how much of the script its input already ends with
+(a continuation, as vLLM's chunked generation sends, resumes the script where it was); every
+decoding step then forces the rule's next id, and eos once the script is spent. Real transformers generation (KV cache, batching, padding) runs
 around it, so the adapters are tested on the code path a real checkpoint takes.
 """
 
@@ -25,7 +26,7 @@ class ScriptedLlama(LlamaForCausalLM):
     def setup(self, tokenizer, rules: list[Rule]) -> "ScriptedLlama":
         self.tokenizer, self.rules = tokenizer, rules
         self.scripts: list[list[int]] = []
-        self.position = 0
+        self.positions: list[int] = []
         return self
 
     def _pick(self, ids: list[int]) -> list[int]:
@@ -35,16 +36,24 @@ class ScriptedLlama(LlamaForCausalLM):
                 return rule.script
         return []
 
+    @staticmethod
+    def _resume_at(ids: list[int], script: list[int]) -> int:
+        """Length of the longest start of ``script`` that ``ids`` ends with."""
+        for k in range(min(len(ids), len(script)), 0, -1):
+            if ids[-k:] == script[:k]:
+                return k
+        return 0
+
     def forward(self, input_ids=None, **kwargs):
         out = super().forward(input_ids=input_ids, **kwargs)
         if input_ids.shape[1] > 1:  # prefill: a new batch
-            self.scripts = [self._pick(row) for row in input_ids.tolist()]
-            self.position = 0
+            rows = input_ids.tolist()
+            self.scripts = [self._pick(row) for row in rows]
+            self.positions = [self._resume_at(row, script) for row, script in zip(rows, self.scripts)]
         logits = torch.full_like(out.logits, -100.0)
-        for row, script in enumerate(self.scripts):
-            token = script[self.position] if self.position < len(script) else self.tokenizer.eos_token_id
-            logits[row, -1, token] = 100.0
-        self.position += 1
+        for row, (script, at) in enumerate(zip(self.scripts, self.positions)):
+            logits[row, -1, script[at] if at < len(script) else self.tokenizer.eos_token_id] = 100.0
+        self.positions = [at + 1 for at in self.positions]
         out.logits = logits
         return out
 
