@@ -185,6 +185,7 @@ def _gate(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         strict=args.strict,
         progress=not args.quiet,
+        allow_missing=args.allow_missing,
     )
     verdict = gate_verdict(result.as_dict())
     if args.json:
@@ -211,6 +212,7 @@ def _select(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         strict=args.strict,
         progress=not args.quiet,
+        allow_missing=args.allow_missing,
     )
     summary = selection.as_dict()
     report = selection_report(summary)
@@ -303,6 +305,9 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="the candidate's rate of PATHOLOGY must be <= R (repeatable), e.g. loop=0.02")
     p.add_argument("--policy", metavar="FILE", help="YAML policy file: max_inflation, max_accuracy_drop, "
                    "max_rates, ratio, confidence")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="exclude samples present in one run only (default: an error, exit 2, so that a gate "
+                   "never passes a checkpoint evaluated on part of the set)")
     p.add_argument("--json", action="store_true", help="print the documented JSON object")
 
 

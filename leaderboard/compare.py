@@ -35,6 +35,8 @@ class Pairing:
     pairs: dict[str, list[tuple[MeasuredSample, MeasuredSample]]]
     only_baseline: int
     only_candidate: int
+    first_unpaired: tuple[tuple[str, str, int], str] | None = None
+    """The lowest key of a sample in one run only, and that run (``baseline``/``candidate``)."""
 
     @property
     def n_pairs(self) -> int:
@@ -48,7 +50,9 @@ def pair_samples(baseline: list[MeasuredSample], candidate: list[MeasuredSample]
     pairs: dict[str, list[tuple[MeasuredSample, MeasuredSample]]] = {}
     for key in sorted(base.keys() & cand.keys()):
         pairs.setdefault(key[0], []).append((base[key], cand[key]))
-    return Pairing(pairs, len(base.keys() - cand.keys()), len(cand.keys() - base.keys()))
+    only_base, only_cand = base.keys() - cand.keys(), cand.keys() - base.keys()
+    first = min([(k, "baseline") for k in only_base] + [(k, "candidate") for k in only_cand], default=None)
+    return Pairing(pairs, len(only_base), len(only_cand), first)
 
 
 def compatibility_issues(baseline: Run, candidate: Run) -> list[str]:
@@ -158,10 +162,14 @@ def compare_runs(
     strict: bool = False,
     progress: bool = True,
     cache: dict | None = None,
+    allow_missing: bool | None = None,
 ) -> dict[str, Any]:
     """The documented ``qr-eval compare --json`` object.
 
     ``cache``: see ``measure_cached`` (measurements shared between calls).
+    ``allow_missing``: samples in one run only are excluded (True) or an error (False, so
+    that a gate never passes a run evaluated on part of the set); None: an error under
+    ``strict`` only.
     """
     issues = compatibility_issues(baseline, candidate)
     if issues and strict:
@@ -170,6 +178,9 @@ def compare_runs(
     pairing = pair_samples(base_measured, cand_measured)
     if pairing.n_pairs == 0:
         raise InputError(candidate.source, "no sample pairs with the baseline by (task, doc_id, repeat)")
+    refuse_unpaired = strict if allow_missing is None else not allow_missing
+    if pairing.first_unpaired and refuse_unpaired:
+        raise InputError(candidate.source, _unpaired_error(pairing))
     warnings = list(issues)
     if pairing.only_baseline or pairing.only_candidate:
         warnings.append(
@@ -201,6 +212,16 @@ def compare_runs(
         "tasks": tasks,
         "overall": overall,
     }
+
+
+def _unpaired_error(pairing: Pairing) -> str:
+    (task, doc_id, repeat), side = pairing.first_unpaired
+    return (
+        f"{pairing.only_baseline + pairing.only_candidate} sample(s) are in one run only "
+        f"({pairing.only_baseline} baseline, {pairing.only_candidate} candidate), the first "
+        f"task {task!r} doc_id {doc_id} repeat {repeat} in the {side} only: the runs must hold the same samples "
+        "(--strict, and gate/select unless --allow-missing)"
+    )
 
 
 def pair_lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -289,11 +289,14 @@ def gate(
     strict: bool = False,
     progress: bool = True,
     cache: dict | None = None,
+    allow_missing: bool = False,
 ) -> GateResult:
     """Compare ``candidate`` with ``baseline`` and check it against ``policy``.
 
     ``policy.confidence``, when set, replaces ``config.confidence``; ``cache`` shares
-    measurements between calls (``compare.measure_cached``).
+    measurements between calls (``compare.measure_cached``). A sample in one run only is an
+    ``InputError`` unless ``allow_missing``: a gate must not pass a checkpoint that was not
+    evaluated on the whole set.
     """
     from .compare import compare_runs
 
@@ -303,7 +306,7 @@ def gate(
         config = replace(config, confidence=policy.confidence)
     comparison = compare_runs(
         baseline, candidate, unit=unit, config=config, tokenizer=tokenizer, strict=strict, progress=progress,
-        cache=cache,
+        cache=cache, allow_missing=allow_missing,
     )
     return GateResult(baseline.name, candidate.name, policy, tuple(evaluate(comparison, policy)), comparison)
 
@@ -391,8 +394,10 @@ def select_checkpoint(
     tokenizer: str | None = None,
     strict: bool = False,
     progress: bool = True,
+    allow_missing: bool = False,
 ) -> Selection:
-    """Gate every candidate against ``baseline`` and price it (``Candidate.cost``)."""
+    """Gate every candidate against ``baseline`` and price it (``Candidate.cost``);
+    ``allow_missing`` as in :func:`gate`."""
     names = [c.name for c in candidates]
     for run in candidates:
         if names.count(run.name) > 1:
@@ -404,6 +409,6 @@ def select_checkpoint(
     priced = []
     cache: dict = {}  # the baseline is measured once
     for run in candidates:
-        result = gate(baseline, run, policy, unit, config, tokenizer, strict, progress, cache)
+        result = gate(baseline, run, policy, unit, config, tokenizer, strict, progress, cache, allow_missing)
         priced.append(Candidate(run.name, float(run.bits), result.comparison["overall"]["mean_length"]["candidate"], result))
     return Selection(baseline.name, policy, unit, tuple(priced))
