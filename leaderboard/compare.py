@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qr_metrics.counts import same_tokenizer
+from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, macro_ratio, paired_comparison
 
@@ -112,7 +113,12 @@ def measure_pair(
     """
     if unit not in UNIT_FIELDS:
         raise InputError("--unit", f"must be one of {sorted(UNIT_FIELDS)}, got {unit!r}")
+    if unit == "tokens" and tokenizer is not None:
+        _tokenizer_loads(tokenizer, "--tokenizer")
     if unit == "tokens" and tokenizer is None and not same_tokenizer(baseline.tokenizer, candidate.tokenizer):
+        for run in (baseline, candidate):
+            if _needs_tokenizer(run):  # then one that does not load is the reason: say that
+                _tokenizer_loads(run.tokenizer, run.source)
         raise InputError(
             candidate.source,
             f"token counts come from different tokenizers ({baseline.tokenizer!r} vs "
@@ -133,12 +139,32 @@ def measure_in_unit(
     field = UNIT_FIELDS[unit]
     missing = sum(field not in m.counts for m in samples)
     if missing:
+        if unit == "tokens":
+            _tokenizer_loads(tokenizer or run.tokenizer, "--tokenizer" if tokenizer else run.source)
         raise InputError(
             run.source,
             f"{missing} sample(s) have no {field!r} count"
             + ("; pass --tokenizer (no tokenizer could be resolved)" if unit == "tokens" else ""),
         )
     return samples
+
+
+def _needs_tokenizer(run: Run) -> bool:
+    """Whether some sample of ``run`` has no token count of its own (precomputed, or the side file's)."""
+    return any(
+        "reasoning_tokens" not in s.counts and (s.side is None or s.side.reasoning_tokens is None) for s in run.samples
+    )
+
+
+def _tokenizer_loads(name: str | None, where: Path | str) -> None:
+    """``InputError`` at ``where`` when the tokenizer ``name`` that token counts need does not load."""
+    problem = name and tokenizer_problem(name)
+    if problem:
+        raise InputError(
+            where,
+            f"tokenizer {name!r} does not load ({problem}): no token counts; pass --tokenizer NAME_OR_PATH "
+            "to count with one that does, or use --unit words or --unit steps",
+        )
 
 
 def statistics_header(unit: str, config: BootstrapConfig) -> dict[str, Any]:

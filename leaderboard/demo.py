@@ -9,8 +9,11 @@ real model behaves.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from .analysis import measure_run, summarize
@@ -75,25 +78,49 @@ def evaluate_qr_math(
     return results
 
 
+@contextlib.contextmanager
+def _silenced(quiet: bool):
+    """With ``quiet``, nothing reaches stderr: lm-eval's, transformers' and datasets' progress
+    bars, logs and warnings, and what lm-eval's ``git describe`` prints outside a checkout
+    (a subprocess, so file descriptor 2 is redirected too, not only ``sys.stderr``)."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_demo(out: Path, progress: bool = True) -> None:
-    """Write models, data and two lm-eval runs under ``out``, and print what qr-eval sees."""
+    """Write models, data and two lm-eval runs under ``out``, and print what qr-eval sees.
+
+    ``out`` is made absolute first: the runs name their models (so their tokenizers) by
+    path, and must read the same from any directory. ``progress=False`` is ``--quiet``.
+    """
     from qr_adapters.tiny_model import build_tiny_model
 
+    out = out.resolve()
     if out.exists():
         shutil.rmtree(out / "runs", ignore_errors=True)
-    full = build_tiny_model(out / "models" / "tiny-fp32")
-    int4 = quantize_rtn(full, out / "models" / "tiny-int4-rtn")
-    data = out / "data" / "qr_math.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROBLEMS, data)
-
     runs = {}
-    for name, model_dir, precision, bits in (("fp32", full, "fp32", 32), ("int4", int4, "int4-rtn", 4)):
-        runs[name] = out / "runs" / name
-        evaluate_qr_math(model_dir, data, runs[name])
-        (results_file,) = runs[name].rglob("results_*.json")
-        header = {"name": f"tiny-{name}", "model": "tiny-demo", "precision": precision, "bits": bits}
-        (results_file.parent / "run.json").write_text(json.dumps(header))
+    with _silenced(not progress):
+        full = build_tiny_model(out / "models" / "tiny-fp32")
+        int4 = quantize_rtn(full, out / "models" / "tiny-int4-rtn")
+        data = out / "data" / "qr_math.jsonl"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROBLEMS, data)
+        for name, model_dir, precision, bits in (("fp32", full, "fp32", 32), ("int4", int4, "int4-rtn", 4)):
+            runs[name] = out / "runs" / name
+            evaluate_qr_math(model_dir, data, runs[name])
+            (results_file,) = runs[name].rglob("results_*.json")
+            header = {"name": f"tiny-{name}", "model": "tiny-demo", "precision": precision, "bits": bits}
+            (results_file.parent / "run.json").write_text(json.dumps(header))
 
     candidate = read_run(runs["int4"])
     print(analysis_table(candidate.name, summarize(measure_run(candidate, progress=progress))))

@@ -7,6 +7,7 @@ tokenizer can be resolved, token fields are absent rather than estimated.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from functools import lru_cache
 from itertools import chain
@@ -72,13 +73,27 @@ def _load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def loadable_tokenizer(name_or_path: str) -> str | None:
-    """``name_or_path`` if its tokenizer loads, else None with one warning: token counts are
-    then left out, never estimated."""
+def tokenizer_problem(name_or_path: str) -> str | None:
+    """Why the tokenizer ``name_or_path`` does not load, in one line; None when it loads."""
+    if os.path.isabs(name_or_path) and not os.path.exists(name_or_path):
+        return "no such directory"  # what the hub client would say instead misleads
     try:
         token_counter(name_or_path)
     except Exception as error:  # any loading failure means the same: no token counts
-        log.warning("tokenizer %r could not be loaded (%s): token counts are left out", name_or_path, error)
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return None
+
+
+def loadable_tokenizer(name_or_path: str) -> str | None:
+    """``name_or_path`` if its tokenizer loads, else None with one warning: token counts are
+    then left out, never estimated."""
+    problem = tokenizer_problem(name_or_path)
+    if problem is not None:
+        log.warning(
+            "tokenizer %r does not load (%s): token counts are left out, lengths are in words and steps",
+            name_or_path,
+            problem,
+        )
         return None
     return name_or_path
 

@@ -220,3 +220,46 @@ def test_readme_says_where_run_json_goes_and_what_it_holds():
     assert set(HEADER_FIELDS) <= set(section.replace("`", " ").replace(",", " ").split())
     for words in ("results_*.json", "--output_path", "--label", "nearer"):
         assert words in section, words
+
+
+# ----------------------------------------------------------------------------- 7. and 8. demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``qr-eval demo --quiet`` as a user runs it: in a folder of their own, a relative --out."""
+    where = tmp_path_factory.mktemp("user")
+    done = subprocess.run(
+        [sys.executable, "-m", "qr_leaderboard.cli", "demo", "--out", "qr-demo", "--quiet"],
+        cwd=where, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return where / "qr-demo", done
+
+
+def test_demo_runs_count_tokens_from_any_directory(demo, capsys):
+    runs = demo[0] / "runs"
+    assert Path(read_run(runs / "int4").tokenizer).is_absolute()
+    code, out, err = cli(capsys, "analyze", runs / "int4", "--json", "--quiet")  # from the checkout, not the demo's folder
+    assert code == 0, err
+    assert "reasoning_tokens" in json.loads(out)["qr_math"]
+    code, out, err = cli(capsys, "compare", runs / "fp32", runs / "int4", "--n-resamples", "200", "--quiet")
+    assert code == 0, err
+
+
+def test_a_tokenizer_that_does_not_load_is_named_not_called_different(tmp_path, capsys, caplog):
+    base = write_run(tmp_path / "b", [{"task": "t", "doc_id": 0, "completion": "a b</think>\\boxed{1}"}],
+                     name="b", tokenizer=str(tmp_path / "gone-a"))  # fmt: skip
+    cand = write_run(tmp_path / "c", [{"task": "t", "doc_id": 0, "completion": "a b c</think>\\boxed{1}"}],
+                     name="c", tokenizer=str(tmp_path / "gone-b"))  # fmt: skip
+    code, _, err = cli(capsys, "compare", base, cand, "--quiet")
+    assert_one_line_error(code, err, "gone-a", "does not load")
+    assert "different tokenizers" not in err
+    with caplog.at_level(logging.WARNING):
+        assert cli(capsys, "analyze", base, "--quiet")[0] == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "gone-a" in warning and "words" in warning
+
+
+def test_demo_quiet_prints_nothing_on_stderr(demo):
+    assert demo[1].stderr == ""
