@@ -1,9 +1,10 @@
 """How much the loop detectors cost, beside what they ride on (not run by CI).
 
 Prints, from one run:
-- the streaming detector's cost per token against one decoding step of a tiny random Llama
-  (hidden 256, 4 layers, one token with a KV cache, CPU): the adapters run the detector on
-  every generated token, so it must be a small fraction of even a toy model's step;
+- the streaming detector's cost per token, one id per push and in blocks, against one
+  decoding step of a tiny random Llama (hidden 256, 4 layers, one token with a KV cache,
+  CPU): the adapters run the detector on every generated token, so it must be a small
+  fraction of even a toy model's step;
 - the batch cost per 3000-word trace of ``lexical_ids``, ``detect_exact_loop`` and
   ``detect_near_loop`` (offline analysis targets >= 1000 samples/s per core).
 
@@ -76,7 +77,9 @@ def tiny_llama_step_s(threads: int) -> float:
 
 
 def streaming_per_token_s(rng: np.random.Generator) -> dict[str, float]:
-    """Per-token cost of ``StreamingLoopDetector.push`` on varied ids and inside a loop.
+    """Per-token cost of ``StreamingLoopDetector`` on varied ids and inside a loop, one id per
+    ``push`` and in ``extend``'s blocks (the adapters push blocks of ``check_every`` ids of the
+    whole batch: ``benchmarks/rescue_overhead.py``).
 
     Each timing repeat goes on with the same stream: the cost does not depend on its length.
     """
@@ -87,7 +90,9 @@ def streaming_per_token_s(rng: np.random.Generator) -> dict[str, float]:
     costs = {}
     for name, ids in streams.items():
         detector = StreamingLoopDetector()
-        costs[name] = per_call_s(lambda: detector.extend(ids), number=1) / len(ids)
+        costs[f"{name}, extend"] = per_call_s(lambda: detector.extend(ids), number=1) / len(ids)
+        head = ids[:2000]
+        costs[f"{name}, push"] = per_call_s(lambda: [detector.push(t) for t in head], number=1) / len(head)
     return costs
 
 
@@ -106,7 +111,7 @@ def main() -> None:
     print(f"{model}: {step * 1e6:9.1f} us")
     for name, cost in streaming_per_token_s(rng).items():
         print(
-            f"streaming detector per token, {name:>13}: {cost * 1e6:9.1f} us"
+            f"streaming detector per token, {name:>21}: {cost * 1e6:9.1f} us"
             f" = {cost / step:6.1%} of a step"
         )
 
