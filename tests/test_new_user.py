@@ -263,3 +263,59 @@ def test_a_tokenizer_that_does_not_load_is_named_not_called_different(tmp_path, 
 
 def test_demo_quiet_prints_nothing_on_stderr(demo):
     assert demo[1].stderr == ""
+
+
+# ----------------------------------------------------------------------------- 9. descriptions
+
+
+# what a description may claim -> the module that must ship for the claim to be true
+CLAIMS = {
+    "vllm": ROOT / "adapters" / "vllm.py",
+    "replay": ROOT / "leaderboard" / "replay.py",
+    "qr-hf": ROOT / "adapters" / "hf.py",
+    "loop rescue": ROOT / "adapters" / "rescue.py",
+    "fp16 planning": ROOT / "adapters" / "rescue.py",
+    "rtn": ROOT / "adapters" / "quant.py",
+    "bitsandbytes": ROOT / "adapters" / "quant.py",
+    "gptq": ROOT / "adapters" / "quant.py",
+}
+NOT_ADAPTERS = {"replay"}  # a verb of qr-eval, not the adapters' to describe
+
+
+def _descriptions() -> dict[str, tuple[str, set[str]]]:
+    """Each shipped description and the claims it must make exactly when they ship."""
+    import qr_adapters
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {
+        "pyproject description": (project["description"], set(CLAIMS)),
+        "qr_adapters docstring": (qr_adapters.__doc__, set(CLAIMS) - NOT_ADAPTERS),
+    }
+
+
+@pytest.mark.parametrize("where", ["pyproject description", "qr_adapters docstring"])
+def test_descriptions_claim_what_ships_and_only_that(where):
+    text, claims = _descriptions()[where]
+    for claim in sorted(claims):
+        shipped = CLAIMS[claim].exists()
+        assert (claim in text.lower()) == shipped, f"{where}: mentions {claim!r}: {not shipped}, shipped: {shipped}"
+
+
+# ----------------------------------------------------------------------------- 10. task READMEs
+
+
+def test_every_task_family_has_a_readme_and_qr_maths_has_qr_aimes_shape():
+    tasks = ROOT / "lm_eval_tasks"
+    families = [d for d in tasks.iterdir() if d.is_dir() and any(d.glob("*.yaml"))]
+    assert "qr_math" in {d.name for d in families}
+    for family in families:
+        readme = family / "README.md"
+        assert readme.is_file(), f"{family.name} has no README.md"
+        assert readme.read_text().startswith(f"# {family.name}\n") and "\n## Citation\n" in readme.read_text()
+    text = (tasks / "qr_math" / "README.md").read_text()
+    for section in ("## Dataset", "## Prompt", "## Answer checking", "## Citation", "## Checklist"):
+        assert f"\n{section}\n" in text, section
+    config = (tasks / "qr_math" / "qr_math.yaml").read_text()
+    for key in ("dataset_path", "test_split"):
+        value = config.split(f"{key}: ", 1)[1].split()[0]
+        assert f"`{value}`" in text, (key, value)
