@@ -41,12 +41,17 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.per_sample:
         with atomic_write(args.per_sample) as handle:
             jsonlines.Writer(handle).write_all(m.as_record() for m in measured)
+    _print_result(args, summary, lambda: analysis_table(run.name, summary))
+    return 0
+
+
+def _print_result(args: argparse.Namespace, result: dict, table) -> None:
+    """The documented JSON object with ``--json``, else the table ``table()`` renders."""
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
+        json.dump(result, sys.stdout, indent=2)
         print()
     else:
-        print(analysis_table(run.name, summary))
-    return 0
+        print(table())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -81,11 +86,7 @@ def _compare(args: argparse.Namespace) -> int:
         strict=args.strict,
         progress=not args.quiet,
     )
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
-        print(comparison_table(result))
+    _print_result(args, result, lambda: comparison_table(result))
     return 0
 
 
@@ -240,11 +241,7 @@ def _replay(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         progress=not args.quiet,
     )
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
-        print(replay_table(result))
+    _print_result(args, result, lambda: replay_table(result))
     return 0
 
 
