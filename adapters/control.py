@@ -9,10 +9,13 @@ or at the budget, and :meth:`Batch.records` writes the side-file records.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
+import jsonlines
+
+from qr_metrics.files import atomic_write
 from qr_metrics.documents import prompt_hash
 from qr_metrics.graders import grader_for_task
 from qr_metrics.rescue import Rescue, choose_rescue
@@ -112,6 +115,43 @@ class Batch:
             ).as_json()
             for row, (task, doc_id, repeat), prompt in zip(self.rows, self.keys, self.prompts)
         ]
+
+
+class SideLog:
+    """Which lm-eval request each generation answers, and the side-file records so far.
+
+    The model side sees prompts, not requests: ``expect`` notes the requests of a
+    ``generate_until`` call under a key of their prompt (its text for ``qr-hf``, its token ids
+    for ``qr-vllm``); the k-th request for a document is its repeat k, and identical prompts
+    are answered in request order, as lm-eval's stable sort hands them out.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._repeats: dict[tuple[str, Any], int] = defaultdict(int)
+        self._pending: dict[Hashable, deque] = defaultdict(deque)
+
+    def expect(self, requests, key_of: Callable[[str], Hashable]) -> None:
+        for request in requests:
+            doc = (request.task_name, request.doc_id)
+            prompt = request.args[0]
+            self._pending[key_of(prompt)].append(((*doc, self._repeats[doc]), prompt))
+            self._repeats[doc] += 1
+
+    def take(self, key: Hashable) -> tuple[tuple[str, Any, int], str]:
+        """The (task, doc_id, repeat) and prompt text of the next request with this prompt key;
+        a token key may have been left-truncated to fit the context, so it matches by its end."""
+        queue = self._pending.get(key)
+        if not queue and isinstance(key, tuple):
+            queue = next(q for full, q in self._pending.items() if q and full[-len(key):] == key)
+        return queue.popleft()
+
+    def write(self, suffix: str = "") -> None:
+        """All records so far, atomically (a rerun of generate_until rewrites the whole file)."""
+        if self.path is not None:
+            with atomic_write(f"{self.path}{suffix}") as handle:
+                jsonlines.Writer(handle).write_all(self.records)
 
 
 def check_same_vocabulary(pretrained: Any, reference: str) -> None:

@@ -14,27 +14,22 @@ one :class:`~qr_metrics.loops.BatchLoopDetector` and makes only the looping rows
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import defaultdict, deque
 from contextlib import contextmanager
 from typing import Any
 
-import jsonlines
 import numpy as np
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from qr_metrics.files import atomic_write
 from qr_metrics.loops import BatchLoopDetector
 
 from . import control
-from .control import Batch, Engine, check_same_vocabulary
+from .control import Batch, Engine, SideLog, check_same_vocabulary
 from .rescue import ModelArgumentError, RescueParams
 
-log = logging.getLogger(__name__)
 
 @register_model("qr-hf")
 class QRHFLM(HFLM):
@@ -66,9 +61,7 @@ class QRHFLM(HFLM):
         self.reference_model = None
         if self.rescue_params.reference is not None:
             self.reference_model = _load_reference(self.rescue_params.reference, kwargs, self.device)
-        self.side_records: list[dict[str, Any]] = []
-        self._repeats: dict[tuple[str, Any], int] = defaultdict(int)
-        self._pending: dict[str, deque] = defaultdict(deque)
+        self.side_log = SideLog(sidecar)
         self._batch_prompts: list[str] = []
 
     # -- lm-eval hooks -------------------------------------------------------------------------
@@ -83,16 +76,10 @@ class QRHFLM(HFLM):
         super()._create_model(*args, quantization_config=quantization_config or self._bnb_config, **kwargs)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        for request in requests if self.rescue_params.active or self.sidecar else ():
-            # the k-th request for a document is its repeat k
-            doc = (request.task_name, request.doc_id)
-            self._pending[request.args[0]].append((*doc, self._repeats[doc]))
-            self._repeats[doc] += 1
+        if self.rescue_params.active or self.sidecar:
+            self.side_log.expect(requests, key_of=lambda prompt: prompt)
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
-        if self.sidecar is not None:
-            path = self.sidecar if self.world_size == 1 else f"{self.sidecar}.rank{self.rank}"
-            with atomic_write(path) as handle:
-                jsonlines.Writer(handle).write_all(self.side_records)
+        self.side_log.write("" if self.world_size == 1 else f".rank{self.rank}")
         return completions
 
     def tok_batch_encode(self, strings, *args, **kwargs):
@@ -104,7 +91,7 @@ class QRHFLM(HFLM):
             return super()._model_generate(context, max_length, stop, **kwargs)
         mask = kwargs.pop("attention_mask")
         prompt_ids = [[t for t, keep in zip(ids, m) if keep] for ids, m in zip(context.tolist(), mask.tolist())]
-        keys = [self._pending[p].popleft() for p in self._batch_prompts]
+        keys = [self.side_log.take(prompt)[0] for prompt in self._batch_prompts]
         batch = Batch.start(self._batch_prompts, prompt_ids, keys, max_length - context.shape[1], self.rescue_params)
         engine = Engine(
             decode=self.tok_decode,
@@ -117,7 +104,7 @@ class QRHFLM(HFLM):
         plain = self._continue(batch, context, mask, stop, kwargs)
         if self.rescue_params.rescue != "off":
             control.rescue(batch, self.rescue_params, engine)
-        self.side_records.extend(batch.records(self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)))
+        self.side_log.records.extend(batch.records(self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)))
         if not self.rescue_params.active:
             return plain  # exactly what plain hf returns
         width = max(len(row.ids) for row in batch.rows)

@@ -19,7 +19,7 @@ Token ids, finish reasons and timings go to the side file (lm-eval's wrapper kee
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import replace
 from importlib.util import find_spec
 from types import SimpleNamespace
@@ -30,17 +30,15 @@ from .rescue import MissingExtra, ModelArgumentError, RescueParams
 if find_spec("vllm") is None:
     raise MissingExtra('qr-vllm needs vLLM (CUDA): pip install "qr-eval[vllm]"', name="vllm")
 
-import jsonlines  # noqa: E402  (the modules below need vLLM)
-from lm_eval.api.registry import register_model
+from lm_eval.api.registry import register_model  # noqa: E402  (these need vLLM)
 from lm_eval.models.vllm_causallms import VLLM
 from vllm import LLM, TokensPrompt
 
-from qr_metrics.files import atomic_write
 from qr_metrics.loops import BatchLoopDetector, detect_exact_loop
 from qr_metrics.segments import split_reasoning
 
 from . import control
-from .control import Batch, Engine, Trace, check_same_vocabulary
+from .control import Batch, Engine, SideLog, Trace, check_same_vocabulary
 
 
 @register_model("qr-vllm")
@@ -75,23 +73,15 @@ class QRVLLM(VLLM):
                 **self.model_args, "model": params.reference, "tokenizer": None, "quantization": None,
                 "gpu_memory_utilization": reference_gpu_memory_utilization,
             })
-        self.side_records: list[dict[str, Any]] = []
-        self._repeats: dict[tuple[str, Any], int] = defaultdict(int)
-        self._pending: dict[tuple[int, ...], deque] = defaultdict(deque)
+        self.side_log = SideLog(sidecar)
 
     # -- lm-eval hooks -------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         if self.rescue_params.active or self.sidecar:
-            for request in requests:  # the k-th request for a document is its repeat k
-                doc = (request.task_name, request.doc_id)
-                prompt = request.args[0]
-                self._pending[tuple(self.tok_encode(prompt))].append(((*doc, self._repeats[doc]), prompt))
-                self._repeats[doc] += 1
+            self.side_log.expect(requests, key_of=lambda prompt: tuple(self.tok_encode(prompt)))
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
-        if self.sidecar is not None:
-            with atomic_write(self.sidecar) as handle:
-                jsonlines.Writer(handle).write_all(self.side_records)
+        self.side_log.write()
         return completions
 
     def _model_generate(self, requests, generate: bool = False, sampling_params=None):
@@ -106,7 +96,7 @@ class QRVLLM(VLLM):
             groups[repr(template)].append(i)
         for members in groups.values():
             prompts = [list(requests[i]) for i in members]
-            found = [self._take_pending(ids) for ids in prompts]
+            found = [self.side_log.take(tuple(ids)) for ids in prompts]
             batch = Batch.start([text for _, text in found], prompts, [key for key, _ in found],
                                 templates[members[0]].max_tokens, self.rescue_params)
             outputs = self._run(batch, templates[members[0]])
@@ -119,7 +109,7 @@ class QRVLLM(VLLM):
         started = time.perf_counter()
         outputs = super()._model_generate(requests, generate=True, sampling_params=templates)
         seconds = time.perf_counter() - started
-        found = [self._take_pending(list(ids)) for ids in requests]
+        found = [self.side_log.take(tuple(ids)) for ids in requests]
         batch = Batch.start([text for _, text in found], [list(r) for r in requests], [key for key, _ in found],
                             max(t.max_tokens for t in templates), self.rescue_params)
         new = [[t for t in out.outputs[0].token_ids if t != self.eot_token_id] for out in outputs]
@@ -127,7 +117,7 @@ class QRVLLM(VLLM):
         for row, ids, out in zip(batch.rows, new, outputs):
             row.low_bit_ended(ids, str(out.outputs[0].finish_reason) == "stop", None, stopped_at_loop=False)
         close = self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)
-        self.side_records.extend(batch.records(close))
+        self.side_log.records.extend(batch.records(close))
         return outputs
 
     # -- phases ----------------------------------------------------------------------------------
@@ -153,7 +143,7 @@ class QRVLLM(VLLM):
         if params.rescue != "off":
             control.rescue(batch, params, engine)
         close = self.tok_encode(params.measure.think_close, add_special_tokens=False)
-        self.side_records.extend(batch.records(close))
+        self.side_log.records.extend(batch.records(close))
         return [self._decode(row.ids) for row in batch.rows]
 
     def _watch_by_engine(self, batch: Batch, live: list[Trace], template) -> None:
@@ -249,12 +239,6 @@ class QRVLLM(VLLM):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def _take_pending(self, ids: list[int]) -> tuple[tuple, str]:
-        """The (key, prompt) of a prompt's next request; a left-truncated prompt matches by its end."""
-        queue = self._pending.get(tuple(ids))
-        if not queue:
-            queue = next(q for full, q in self._pending.items() if q and full[-len(ids):] == tuple(ids))
-        return queue.popleft()
 
 
 def _has_repetition_detection() -> bool:
