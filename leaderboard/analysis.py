@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qr_metrics.counts import loadable_tokenizer
+from qr_metrics.efficiency import budget_curve, budget_limit, per_thousand, repeat_spread, token_efficiency
 from qr_metrics.graders import grader_for_task
 from qr_metrics.measure import UNITS, measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
@@ -30,10 +31,23 @@ class MeasuredSample:
     loop_kind: str | None = None
     loop_onset: int | None = None
     loop_onset_char: int | None = None
+    first_correct: dict[str, int] | None = None
+    """Reasoning length before the correct answer was first written (see ``SampleMeasurement``)."""
+    reflection_markers: int | None = None
+
+    def efficiency(self, unit: str) -> tuple[int, float] | None:
+        """Reflection length (after the first correct answer) and token efficiency in
+        ``unit``; None for a sample not correct or without that count."""
+        if self.first_correct is None or unit not in self.first_correct or unit not in self.counts:
+            return None
+        total = self.counts[unit]
+        return max(0, total - self.first_correct[unit]), token_efficiency(self.first_correct[unit], total)
 
     def as_record(self) -> dict[str, Any]:
         """The ``--per-sample`` JSON Lines record."""
         s = self.sample
+        spent = {unit: self.efficiency(unit) for unit in self.first_correct or {}}
+        spent = {unit: figures for unit, figures in spent.items() if figures is not None}
         return {
             "task": s.task,
             "doc_id": s.doc_id,
@@ -44,6 +58,10 @@ class MeasuredSample:
             "loop_kind": self.loop_kind,
             "loop_onset": self.loop_onset,
             "loop_onset_char": self.loop_onset_char,
+            "first_correct": self.first_correct,
+            "reflection": {unit: reflection for unit, (reflection, _) in spent.items()} or None,
+            "token_efficiency": {unit: efficiency for unit, (_, efficiency) in spent.items()} or None,
+            "reflection_markers": self.reflection_markers,
         }
 
 
@@ -76,7 +94,10 @@ def _measure_sample(sample: Sample, tokenizer: str | None, params: MeasureParams
         params=params,
     )
     counts = {**sample.counts, **m.counts, **_exact_counts(sample.side)}
-    return MeasuredSample(sample, counts, m.correct, m.flags, m.loop_kind, m.loop_onset, m.loop_onset_char)
+    return MeasuredSample(
+        sample, counts, m.correct, m.flags, m.loop_kind, m.loop_onset, m.loop_onset_char,
+        m.first_correct, m.reflection_markers,
+    )
 
 
 def _exact_counts(side: SideRecord | None) -> dict[str, int]:
@@ -127,10 +148,66 @@ def _summarize_task(items: list[MeasuredSample]) -> dict[str, Any]:
         rates[name] = float(np.mean(flags)) if flags else None
     summary["counts"] = counts
     summary["rates"] = rates
+    unit = "reasoning_tokens" if "reasoning_tokens" in summary else "words"
+    summary.update(reasoning_figures(items, unit, shared_limit(items, unit)))
     rescue = rescue_counts([m.sample.side for m in items if m.sample.side is not None])
     if rescue is not None:
         summary["rescue"] = rescue
     return summary
+
+
+def shared_limit(samples: list[MeasuredSample], unit: str) -> float | None:
+    """The budget-curve limit for these samples (:func:`budget_limit`): their one generation
+    budget when lengths are tokens, else the longest trace; None when nothing has a length."""
+    lengths = [m.counts[unit] for m in samples if unit in m.counts]
+    budgets = {m.sample.max_gen_toks for m in samples}
+    budget = budgets.pop() if unit == "reasoning_tokens" and len(budgets) == 1 else None
+    return (budget_limit(lengths, budget) or None) if lengths else None
+
+
+def reasoning_figures(
+    items: list[MeasuredSample], unit: str, limit: float | None, params: MeasureParams = DEFAULT_PARAMS
+) -> dict[str, Any]:
+    """Accuracy under a thinking budget up to ``limit``, token efficiency (lengths in
+    ``unit``), reflection markers and the spread between repeats; each None where the data
+    cannot give it (no correctness, no text, a single repeat).
+
+    ``efficiency`` averages over the correct samples: ``first_correct`` (length before the
+    answer was first written), ``reflection`` (length after it), ``token_efficiency``.
+    ``reflection_markers``: ``total``, ``per_sample`` (mean) and ``per_1k_words`` (total per
+    1,000 reasoning words of those samples).
+    """
+    correct = [m.correct for m in items]
+    graded = None not in correct
+    budget = None
+    if graded and limit and all(unit in m.counts for m in items):
+        budget = {"unit": unit, **budget_curve([m.counts[unit] for m in items], correct, limit, params.budget_points).as_dict()}
+    spent = [(m.first_correct[unit], *m.efficiency(unit)) for m in items if m.efficiency(unit) is not None]
+    efficiency = None
+    if spent:
+        first, reflection, share = np.array(spent, dtype=float).T
+        efficiency = {
+            "unit": unit, "n_correct": len(spent), "first_correct": float(first.mean()),
+            "reflection": float(reflection.mean()), "token_efficiency": float(share.mean()),
+        }
+    marked = [m for m in items if m.reflection_markers is not None]
+    markers = None
+    if marked:
+        total = sum(m.reflection_markers for m in marked)
+        markers = {
+            "total": total,
+            "per_sample": total / len(marked),
+            "per_1k_words": per_thousand(total, sum(m.counts["words"] for m in marked)),
+        }
+    spread = None
+    if graded:
+        spread = repeat_spread([(m.sample.task, str(m.sample.doc_id)) for m in items], [m.sample.repeat for m in items], correct)
+    return {
+        "budget_accuracy": budget,
+        "efficiency": efficiency,
+        "reflection_markers": markers,
+        "repeats": None if spread is None else spread.as_dict(),
+    }
 
 
 def rescue_counts(records: list[SideRecord]) -> dict[str, int] | None:

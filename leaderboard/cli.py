@@ -154,13 +154,14 @@ def _policy(args: argparse.Namespace):
             max_inflation=args.max_inflation,
             max_accuracy_drop=args.max_accuracy_drop,
             max_rates=rates,
+            min_budget_auc=args.min_budget_auc,
             confidence=args.confidence,
         )
     except PolicyError as error:
         raise InputError("command line", str(error)) from None
     if not policy.has_thresholds:
         raise InputError(
-            "command line", "no thresholds: give --max-inflation, --max-accuracy-drop, --max-rate or --policy"
+            "command line", "no thresholds: give --max-inflation, --max-accuracy-drop, --max-rate, --min-budget-auc or --policy"
         )
     return policy
 
@@ -300,8 +301,10 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="upper confidence bound of the accuracy drop, as a share, must be <= D (0.06 = 6 points)")
     p.add_argument("--max-rate", action="append", metavar="PATHOLOGY=R",
                    help="the candidate's rate of PATHOLOGY must be <= R (repeatable), e.g. loop=0.02")
+    p.add_argument("--min-budget-auc", type=float, metavar="A",
+                   help="the candidate's area under accuracy-under-budget must be >= A (in [0, 1])")
     p.add_argument("--policy", metavar="FILE", help="YAML policy file: max_inflation, max_accuracy_drop, "
-                   "max_rates, ratio, confidence")
+                   "max_rates, min_budget_auc, ratio, confidence")
     p.add_argument("--allow-missing", action="store_true",
                    help="exclude samples present in one run only (default: an error, exit 2, so that a gate "
                    "never passes a checkpoint evaluated on part of the set)")

@@ -18,7 +18,7 @@ from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, macro_ratio, paired_comparison
 
-from .analysis import MeasuredSample, measure_run
+from .analysis import MeasuredSample, measure_run, reasoning_figures, shared_limit
 from .runs import InputError, Run
 
 log = logging.getLogger(__name__)
@@ -304,6 +304,9 @@ def _block(pairs, field: str, config: BootstrapConfig) -> dict[str, Any]:
             "n_discordant": acc.n_discordant,
         }
         notes.extend(acc.notes)
+    base, cand = [b for b, _ in pairs], [c for _, c in pairs]
+    limit = shared_limit(base + cand, field)  # one budget axis for both runs
+    figures = {"baseline": reasoning_figures(base, field, limit), "candidate": reasoning_figures(cand, field, limit)}
     return {
         "n_pairs": inflation.n_pairs,
         "n_items": inflation.n_items,
@@ -317,5 +320,13 @@ def _block(pairs, field: str, config: BootstrapConfig) -> dict[str, Any]:
         "budget_exhausted": budget,
         "accuracy": accuracy,
         "pathology_rates": rates,
+        **{name: {side: figures[side][name] for side in figures} for name in figures["baseline"]},
+        "reflection_marker_ratio": _marker_ratio(figures),
         "notes": notes,
     }
+
+
+def _marker_ratio(figures: dict[str, dict]) -> float | None:
+    """Candidate / baseline reflection markers per 1,000 reasoning words (None when either is unknown or zero)."""
+    rates = [(figures[side]["reflection_markers"] or {}).get("per_1k_words") for side in ("baseline", "candidate")]
+    return rates[1] / rates[0] if rates[0] and rates[1] is not None else None

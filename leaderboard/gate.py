@@ -23,7 +23,7 @@ from .runs import InputError, Run
 RATIOS = ("ratio_of_means", "both_correct_ratio", "paired_geomean_ratio", "macro_ratio")
 """Which overall inflation ratio ``max_inflation`` bounds (default: the headline)."""
 
-POLICY_KEYS = ("max_inflation", "max_accuracy_drop", "max_rates", "ratio", "confidence")
+POLICY_KEYS = ("max_inflation", "max_accuracy_drop", "max_rates", "min_budget_auc", "ratio", "confidence")
 
 
 class PolicyError(ValueError):
@@ -48,6 +48,8 @@ class GatePolicy:
         share (0.06 = 6 points), must be <= this (in [0, 1]), or None.
     max_rates: pathology name -> the candidate's overall rate (share of samples) must be
         <= this (in [0, 1]); names from ``qr_metrics.pathologies.PATHOLOGIES``.
+    min_budget_auc: the candidate's overall area under accuracy-under-budget (a point
+        estimate in [0, 1], budgets up to the runs' shared limit) must be >= this, or None.
     ratio: which ratio ``max_inflation`` bounds, one of ``RATIOS``.
     confidence: confidence level of the intervals, in (0, 1); None: the command's
         ``--confidence`` (default 0.95). A ``--confidence`` flag overrides the file.
@@ -57,6 +59,7 @@ class GatePolicy:
     max_inflation: float | None = None
     max_accuracy_drop: float | None = None
     max_rates: Mapping[str, float] = field(default_factory=dict)
+    min_budget_auc: float | None = None
     ratio: str = "ratio_of_means"
     confidence: float | None = None
 
@@ -78,6 +81,8 @@ class GatePolicy:
                 raise PolicyError(f"max_rates.{name}", rate, "a rate in [0, 1]")
         ordered = {name: float(self.max_rates[name]) for name in PATHOLOGIES if name in self.max_rates}
         object.__setattr__(self, "max_rates", ordered)
+        if self.min_budget_auc is not None and not (_real(self.min_budget_auc) and 0 <= self.min_budget_auc <= 1):
+            raise PolicyError("min_budget_auc", self.min_budget_auc, "a number in [0, 1] or null")
         if self.ratio not in RATIOS:
             raise PolicyError("ratio", self.ratio, f"one of {list(RATIOS)}")
         if self.confidence is not None and not (_real(self.confidence) and 0 < self.confidence < 1):
@@ -85,7 +90,12 @@ class GatePolicy:
 
     @property
     def has_thresholds(self) -> bool:
-        return self.max_inflation is not None or self.max_accuracy_drop is not None or bool(self.max_rates)
+        return (
+            self.max_inflation is not None
+            or self.max_accuracy_drop is not None
+            or bool(self.max_rates)
+            or self.min_budget_auc is not None
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,7 +173,8 @@ class Check:
     """One named check: its figure (None when unknown), threshold and outcome.
 
     kind: ``"ratio"`` (figures are ratios), ``"share"`` (rates in [0, 1], shown in %) or
-    ``"points"`` (accuracy differences as shares, shown in percentage points).
+    ``"points"`` (accuracy differences as shares, shown in percentage points), or ``"auc"``
+    (an area in [0, 1] that must be at least the threshold; every other kind is at most).
     """
 
     name: str
@@ -241,6 +252,21 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
             )
         checks.append(
             Check(name, f"{name} rate", "share", figure, limit, figure is not None and figure <= limit, detail)
+        )
+    if policy.min_budget_auc is not None:
+        curves = overall["budget_accuracy"]
+        figure = None if curves["candidate"] is None else curves["candidate"]["auc"]
+        if figure is None:
+            detail = "budget AUC unknown: the runs do not say which samples are correct"
+        else:
+            base = curves["baseline"]
+            detail = f"candidate {figure:.3f}" + ("" if base is None else f", baseline {base['auc']:.3f}")
+            detail += f" (budgets up to {curves['candidate']['limit']:g} {comparison['unit_field']})"
+        checks.append(
+            Check(
+                "budget_auc", "budget AUC (accuracy under a thinking budget)", "auc", figure,
+                policy.min_budget_auc, figure is not None and figure >= policy.min_budget_auc, detail,
+            )
         )
     return checks
 

@@ -17,6 +17,8 @@ _CAPTIONS = {
     "accuracy_vs_length": "Accuracy (with its interval) against mean reasoning length, one point per run.",
     "inflation_by_bits": "Inflation ratio against each run's baseline with interval whiskers, grouped by bits; "
     "a triangle marks a lower bound (budget hit); runs without a baseline are not shown.",
+    "budget_accuracy": "Accuracy if every trace longer than the budget counted as wrong, one line per run; "
+    "AUC: the area under it over the budgets shown, divided by the largest.",
 }
 
 _STYLE = """

@@ -20,7 +20,7 @@ import numpy as np
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, accuracy_comparison
 
-from .analysis import MeasuredSample
+from .analysis import MeasuredSample, reasoning_figures, shared_limit
 from .compare import UNIT_FIELDS, compare_runs, measure_in_unit, statistics_header
 from qr_metrics.files import atomic_write
 from .report import markdown_cell
@@ -46,12 +46,16 @@ CSV_COLUMNS = (
     "macro_ratio", "macro_ratio_low", "macro_ratio_high",
     "accuracy_delta", "accuracy_delta_low", "accuracy_delta_high", "mcnemar_p",
     *(f"rate_{name}" for name in PATHOLOGIES),
+    "budget_auc", "token_efficiency", "markers_per_1k_words", "pass_at_1", "repeat_spread",
     "speedup_per_token", "speedup_source", "effective_speedup", "effective_speedup_low", "effective_speedup_high",
     "notes",
 )
 """``leaderboard.csv`` columns, in order (documented in README.md, section Leaderboard)."""
 
 OVERALL = "overall"
+
+REASONING_FIELDS = ("budget_auc", "budget_curve", "token_efficiency", "markers_per_1k_words", "repeats")
+"""Row fields from ``reasoning_figures`` (``repeats`` only with several repeats per item)."""
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -133,8 +137,11 @@ def _unique_names(runs: Sequence[Run]) -> None:
 # ----------------------------------------------------------------------------- figures
 
 
-def _absolute(measured: Sequence[MeasuredSample], field: str, config: BootstrapConfig) -> dict[str, Any]:
-    """A run's own figures over some samples: n, accuracy with interval, mean length, rates."""
+def _absolute(
+    measured: Sequence[MeasuredSample], field: str, config: BootstrapConfig, limit: float | None
+) -> dict[str, Any]:
+    """A run's own figures over some samples: n, accuracy with interval, mean length, rates,
+    and the reasoning figures (budget curve up to ``limit``, shared by every run's row)."""
     correct = [m for m in measured if m.correct is not None]
     accuracy = None
     if correct:
@@ -146,11 +153,18 @@ def _absolute(measured: Sequence[MeasuredSample], field: str, config: BootstrapC
     for name in PATHOLOGIES:
         known = [m.flags.get(name) for m in measured if m.flags.get(name) is not None]
         rates[name] = float(np.mean(known)) if known else None
+    figures = reasoning_figures(list(measured), field, limit)
+    curve, efficiency = figures["budget_accuracy"], figures["efficiency"]
     return {
         "n": len(measured),
         "accuracy": accuracy,
         "mean_length": float(np.mean([m.counts[field] for m in measured])),
         "rates": rates,
+        "budget_auc": None if curve is None else curve["auc"],
+        "budget_curve": None if curve is None else {k: curve[k] for k in ("limit", "budgets", "accuracy")},
+        "token_efficiency": None if efficiency is None else efficiency["token_efficiency"],
+        "markers_per_1k_words": (figures["reflection_markers"] or {}).get("per_1k_words"),
+        "repeats": figures["repeats"],
     }
 
 
@@ -223,9 +237,13 @@ def build_leaderboard(
     run_info = []
     warnings: list[str] = []
     cache: dict = {}  # each run is measured once, however many rows it is the baseline of
+    every = {run.name: measure_in_unit(run, unit, tokenizer, progress, cache) for run in rows_runs}
+    pooled = [m for measured in every.values() for m in measured]
+    limits = {task: shared_limit([m for m in pooled if m.sample.task == task], field) for task in tasks}
+    limits[OVERALL] = shared_limit(pooled, field)  # one budget axis for every run's row
     for run in rows_runs:
         reference, role, note = plan[run.name]
-        measured = measure_in_unit(run, unit, tokenizer, progress, cache)
+        measured = every[run.name]
         comparison = None
         if role == "candidate":
             comparison = compare_runs(
@@ -257,7 +275,7 @@ def build_leaderboard(
             block = None
             if comparison is not None:
                 block = comparison["overall"] if scope == OVERALL else comparison["tasks"].get(scope)
-            absolute = _absolute(samples, field, config)
+            absolute = _absolute(samples, field, config, limits[scope])
             rows.append(_row(run, scope, role, reference, note, absolute, block, speedup, speedup_source))
     return {
         "title": title or "qr-eval leaderboard",
@@ -301,6 +319,7 @@ def _row(run, scope, role, reference, note, absolute, block, speedup, speedup_so
         "accuracy_delta": None if accuracy is None else accuracy["delta"],
         "mcnemar_p": None if accuracy is None else accuracy["mcnemar_p"],
         "rates": absolute["rates"],
+        **{key: absolute[key] for key in REASONING_FIELDS},
         "speedup_per_token": speedup,
         "speedup_source": speedup_source,
         "effective_speedup": _effective(speedup, ratio, role),
@@ -324,6 +343,8 @@ def csv_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
                 out[f"{column}_high"] = None if value is None else value["high"]
             elif column.startswith("rate_"):
                 out[column] = row["rates"][column[len("rate_"):]]
+            elif column in ("pass_at_1", "repeat_spread"):
+                out[column] = None if row["repeats"] is None else row["repeats"][column.removeprefix("repeat_")]
             elif column == "notes":
                 out[column] = "; ".join(row["notes"])
             elif column not in out:
@@ -373,7 +394,8 @@ def table_columns(board: dict[str, Any]) -> list[tuple[str, str]]:
         ("accuracy", "Accuracy %"), ("mean_length", f"Mean reasoning {unit}"),
         ("ratio_of_means", "Inflation ×"), ("both_correct_ratio", "Both-correct ×"),
         ("loop", "Loop %"), ("budget_exhausted", "Budget hit %"), ("unclosed", "Unclosed %"),
-        ("delayed_commitment", "Delayed commit %"),
+        ("delayed_commitment", "Delayed commit %"), ("budget_auc", "Budget AUC"),
+        ("markers_per_1k_words", "Markers /1k words"),
     ]
     if _shows_speedup(board):
         columns.append(("effective_speedup", "Effective speedup ×"))
@@ -409,6 +431,9 @@ def display_cell(row: dict[str, Any], key: str) -> tuple[str, Any]:
         if value is None:
             return "-", None
         return (f"{value['estimate']:.2f}" if row["role"] == "baseline" else _ratio_interval(value)), value["estimate"]
+    if key in REASONING_FIELDS:
+        value = row[key]
+        return ("-" if value is None else f"{value:.{1 if key == 'markers_per_1k_words' else 3}f}"), value
     rate = row["rates"][key]
     return _pct(rate), rate
 
@@ -433,6 +458,10 @@ def legend(board: dict[str, Any], escape=str) -> list[str]:
         f"Inflation ×: the run's mean reasoning {unit} over its baseline's on the same items (ratio of means); "
         "both-correct ×: the same over the items both answer correctly.",
         "Each row's baseline: " + escape(_rule_text(board["baseline_rule"])) + ".",
+        f"Budget AUC: area under the accuracy a run keeps when every trace longer than t {unit} counts as "
+        "wrong, t from 0 to one limit shared by all rows (the generation budget for tokens, else the longest "
+        "trace), divided by that limit; markers /1k words: self-correction markers (wait, hmm, ...) per "
+        "1,000 reasoning words.",
     ]
     if any(r["ratio_is_lower_bound"] for r in board["rows"]):
         lines.append("≥: the run hit its generation budget, so its ratio is a lower bound.")

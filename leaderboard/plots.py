@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-PLOTS = ("accuracy_vs_length", "inflation_by_bits")
+PLOTS = ("accuracy_vs_length", "inflation_by_bits", "budget_accuracy")
 """Plot names; each is written as ``NAME.png`` and ``NAME.svg``."""
 
 
@@ -49,6 +49,26 @@ def _colors(bits_values: list[float | None]) -> dict[float | None, Any]:
     return colors
 
 
+def _axes():
+    """A figure of the leaderboard's size on the Agg canvas, and its one axes."""
+    Figure, FigureCanvasAgg = _matplotlib()
+    fig = Figure(figsize=(7.5, 5.0), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str, shown: bool, legend_loc: str) -> None:
+    """Labels, grid, and the legend, or a note that no run has known correctness."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if shown:
+        ax.legend(fontsize=8, loc=legend_loc)
+    else:
+        ax.text(0.5, 0.5, "no run has known correctness", transform=ax.transAxes, ha="center")
+
+
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -58,10 +78,7 @@ def accuracy_vs_length(rows: list[dict[str, Any]], unit: str, confidence: float)
     Colour tells runs apart and the marker tells bits apart; the legend names both (points
     of similar runs overlap, so names are not written beside the points).
     """
-    Figure, FigureCanvasAgg = _matplotlib()
-    fig = Figure(figsize=(7.5, 5.0), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     points = [r for r in rows if r["accuracy"] is not None]
     bits_order = sorted({r["bits"] for r in rows if r["bits"] is not None}, reverse=True)
     markers = {b: _MARKERS[i % len(_MARKERS)] for i, b in enumerate(bits_order)}
@@ -77,14 +94,8 @@ def accuracy_vs_length(rows: list[dict[str, Any]], unit: str, confidence: float)
             [r["mean_length"]], [y], yerr=err, fmt=markers[r["bits"]], color=palette[i % len(palette)],
             capsize=3, markersize=7, alpha=0.9, label=f"{_text(r['run'])} ({_bits_label(r['bits'])})",
         )
-    ax.set_xlabel(f"mean reasoning {unit} per sample")
-    ax.set_ylabel(f"accuracy (%), {100 * confidence:g}% interval")
-    ax.set_title("Accuracy against reasoning length")
-    ax.grid(alpha=0.3)
-    if points:
-        ax.legend(fontsize=8, loc="best")
-    else:
-        ax.text(0.5, 0.5, "no run has known correctness", transform=ax.transAxes, ha="center")
+    _finish(ax, f"mean reasoning {unit} per sample", f"accuracy (%), {100 * confidence:g}% interval",
+            "Accuracy against reasoning length", bool(points), "best")
     return fig
 
 
@@ -99,10 +110,7 @@ def inflation_by_bits(rows: list[dict[str, Any]], unit: str, confidence: float):
     Runs without a baseline (and baselines themselves) have no ratio and are left out; a
     triangle marks a ratio that is a lower bound (the run hit its generation budget).
     """
-    Figure, FigureCanvasAgg = _matplotlib()
-    fig = Figure(figsize=(7.5, 5.0), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     shown = [r for r in rows if r["ratio_of_means"] is not None]
     groups: dict[float | None, list[dict[str, Any]]] = {}
     for r in sorted(shown, key=lambda r: (r["bits"] is None, -(r["bits"] or 0))):
@@ -140,6 +148,23 @@ def inflation_by_bits(rows: list[dict[str, Any]], unit: str, confidence: float):
     return fig
 
 
+def budget_accuracy(rows: list[dict[str, Any]], unit: str):
+    """Accuracy under a thinking budget (traces longer than the budget count as wrong), one
+    line per run, its area under the curve in the legend."""
+    fig, ax = _axes()
+    shown = [r for r in rows if r["budget_curve"] is not None]
+    palette = _palette()
+    for i, r in enumerate(shown):
+        curve = r["budget_curve"]
+        ax.step(
+            curve["budgets"], [100 * a for a in curve["accuracy"]], where="post", color=palette[i % len(palette)],
+            label=f"{_text(r['run'])} (AUC {r['budget_auc']:.3f})",
+        )
+    _finish(ax, f"thinking budget (reasoning {unit})", "accuracy (%) within the budget",
+            "Accuracy under a thinking budget", bool(shown), "lower right")
+    return fig
+
+
 def render(fig) -> tuple[bytes, bytes]:
     """PNG and SVG bytes of a figure, without timestamps or software metadata."""
     png, svg = io.BytesIO(), io.BytesIO()
@@ -153,4 +178,5 @@ def leaderboard_plots(rows: list[dict[str, Any]], unit: str, confidence: float) 
     return {
         "accuracy_vs_length": render(accuracy_vs_length(rows, unit, confidence)),
         "inflation_by_bits": render(inflation_by_bits(rows, unit, confidence)),
+        "budget_accuracy": render(budget_accuracy(rows, unit)),
     }

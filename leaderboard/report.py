@@ -51,7 +51,51 @@ def analysis_table(name: str, summary: dict[str, dict[str, Any]]) -> str:
             + [_cell(s["rates"][p], True) for p in PATHOLOGIES]
             + ([_cell((s.get("rescue") or {}).get(k)) for k in _RESCUE] if rescue else [])
         )
-    return f"run: {name}  (lengths: reasoning {label}; pathologies: % of samples, '-' unknown)\n" + format_table(header, rows)
+    figures = format_table(
+        ["task", "budget_auc", f"first_correct {label}", f"reflection {label}", "efficiency", "markers/1k words", "pass@1 sd"],
+        [
+            [task, _auc(s), _efficiency(s, "first_correct", 0), _efficiency(s, "reflection", 0),
+             _efficiency(s, "token_efficiency", 3), _markers(s), _spread(s)]
+            for task, s in summary.items()
+        ],
+    )
+    return (
+        f"run: {name}  (lengths: reasoning {label}; pathologies: % of samples, '-' unknown)\n"
+        + format_table(header, rows)
+        + f"\n\nbudget_auc: area under accuracy-under-budget, budgets 0 to {_limits(f['budget_accuracy'] for f in summary.values())} {label}; "
+        "first_correct/reflection/efficiency: means over correct samples\n"
+        + figures
+    )
+
+
+_FIGURES = ("budget_accuracy", "efficiency", "reflection_markers", "repeats")
+"""The reasoning figures analyze and compare report beside the ratios (``reasoning_figures``)."""
+
+
+def _auc(figures: dict) -> str:
+    return "-" if figures["budget_accuracy"] is None else f"{figures['budget_accuracy']['auc']:.3f}"
+
+
+def _limits(curves) -> str:
+    """The budget curves' limits (``budget_accuracy`` objects, None where unknown), ``/``-joined."""
+    limits = sorted({curve["limit"] for curve in curves if curve})
+    return "/".join(f"{limit:g}" for limit in limits) or "-"
+
+
+def _efficiency(figures: dict, key: str, digits: int) -> str:
+    return "-" if figures["efficiency"] is None else f"{figures['efficiency'][key]:.{digits}f}"
+
+
+def _markers(figures: dict) -> str:
+    rate = (figures["reflection_markers"] or {}).get("per_1k_words")
+    return "-" if rate is None else f"{rate:.1f}"
+
+
+def _spread(figures: dict) -> str:
+    repeats = figures["repeats"]
+    if repeats is None:
+        return "-"
+    return f"{100 * repeats['pass_at_1']:.1f} ± {100 * repeats['spread']:.1f} ({repeats['n_repeats']} repeats)"
 
 
 def interval(value: dict | None, digits: int = 2) -> str:
@@ -97,6 +141,23 @@ def comparison_table(result: dict[str, Any]) -> str:
         f"{result['n_resamples']} resamples, seed {result['seed']}",
         format_table(header, rows),
     ]
+    figures = []
+    for task, block in [*result["tasks"].items(), ("overall", result["overall"])]:
+        base, cand = ({name: block[name][side] for name in _FIGURES} for side in ("baseline", "candidate"))
+        figures.append(
+            [
+                task,
+                f"{_auc(base)} -> {_auc(cand)}",
+                f"{_efficiency(base, 'token_efficiency', 3)} -> {_efficiency(cand, 'token_efficiency', 3)}",
+                f"{_markers(base)} -> {_markers(cand)}",
+                "-" if block["reflection_marker_ratio"] is None else f"{block['reflection_marker_ratio']:.2f}",
+                f"{_spread(base)} / {_spread(cand)}",
+            ]
+        )
+    header = ["task", "budget_auc b->c", "efficiency b->c", "markers/1k words b->c", "markers ratio", "pass@1 sd b / c"]
+    limits = _limits(curve for b in [*result["tasks"].values(), result["overall"]] for curve in b["budget_accuracy"].values())
+    lines += ["", f"budget_auc: budgets 0 to {limits} {result['unit_field']}; efficiency: mean over correct samples",
+              format_table(header, figures)]
     macro = result["overall"].get("macro_ratio")
     if macro and len(result["tasks"]) > 1:
         lines.append(f"macro_ratio (mean of per-task ratios): {interval(macro)}")
@@ -114,12 +175,14 @@ def comparison_table(result: dict[str, Any]) -> str:
 def _figure(kind: str, value: float | None) -> str:
     if value is None:
         return "unknown"
-    if kind == "ratio":
+    if kind in ("ratio", "auc"):
         return f"{value:.3f}"
     return f"{100 * value:.1f} pts" if kind == "points" else f"{100 * value:.1f}%"
 
 
 def _threshold(kind: str, value: float) -> str:
+    if kind == "auc":
+        return f"≥ {value:g}"
     if kind == "ratio":
         return f"≤ {value:g}"
     return f"≤ {100 * value:g} pts" if kind == "points" else f"≤ {100 * value:g}%"

@@ -341,8 +341,10 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
         if not isinstance(responses, list) or not responses:
             raise InputError(path, "missing or empty", line_no, "resps")
         prompt = _prompt_of(record)
-        for repeat, response in enumerate(responses):
-            completion = response[0] if isinstance(response, list) and response else response
+        # lm-eval logs ``[req.resps for req in requests]``: one generate_until request per
+        # document, holding one response per repeat
+        completions = [text for response in responses for text in (response if isinstance(response, list) else [response])]
+        for repeat, completion in enumerate(completions):
             if not isinstance(completion, str):
                 raise InputError(path, "expected generated text", line_no, "resps")
             samples.append(

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import pathologies as path
 from .counts import TokenCounter, count_steps, count_words, token_counter
+from .efficiency import count_markers
 from .graders import MATH, Grader
 from .loops import detect_exact_loop, detect_near_loop, lexical_ids, loop_end_length, may_end_in_loop, sentences
 from .params import DEFAULT_PARAMS, MeasureParams
@@ -31,6 +32,10 @@ class SampleMeasurement:
     A flag is None when the data cannot tell (``budget_exhausted`` with neither a finish
     reason nor token counts and a budget). Positions: ``loop_onset`` and ``commit_delay_tokens`` are in tokens and exist only when
     a tokenizer was given; ``loop_onset_char`` is a char offset into the completion.
+    ``first_correct``: for a correct answer, the reasoning length (per unit: ``words``, and
+    ``reasoning_tokens`` with a tokenizer) before the reasoning first wrote it; the whole
+    reasoning when it never did (the answer first appears after it). None otherwise.
+    ``reflection_markers``: self-correction markers in the reasoning (``params.reflection_markers``).
     """
 
     counts: dict[str, int]
@@ -43,6 +48,8 @@ class SampleMeasurement:
     repetition_share: float
     commit_delay_tokens: int | None
     commit_delay_words: int | None
+    first_correct: dict[str, int] | None = None
+    reflection_markers: int = 0
 
 
 def measure(
@@ -112,6 +119,13 @@ def measure(
             return None
         return int(np.searchsorted(loop_starts, char, side="left"))
 
+    first_correct = None
+    if correct:
+        first_at = len(reasoning) if commit_at is None else commit_at
+        first_correct = {"words": count_words(reasoning[:first_at])}
+        if counter is not None:
+            first_correct["reasoning_tokens"] = to_tokens(first_at)
+
     return SampleMeasurement(
         counts=counts,
         final_answer=final,
@@ -125,6 +139,8 @@ def measure(
         if commit_at is None or counter is None
         else counts["reasoning_tokens"] - to_tokens(commit_at),
         commit_delay_words=delay_words,
+        first_correct=first_correct,
+        reflection_markers=count_markers(reasoning, params.reflection_markers),
     )
 
 

@@ -30,6 +30,12 @@ class MeasureParams:
     Delayed commitment:
         commit_min_share: the model went on for more than this share of its reasoning after
             it first wrote its final answer.
+    Reflection:
+        reflection_markers: self-correction phrases counted in the reasoning (whole words,
+            any case; a longer phrase counts once, "but wait" not also as "wait").
+    Thinking budget:
+        budget_points: the accuracy-under-budget curve is reported at this many evenly
+            spaced budgets above 0 (its area is computed exactly, not from these points).
     """
 
     think_open: str = "<think>"
@@ -43,6 +49,8 @@ class MeasureParams:
     near_loop_max_distinct: int = 3
     repetition_threshold: float = 0.5
     commit_min_share: float = 0.25
+    reflection_markers: tuple[str, ...] = ("wait", "but wait", "alternatively", "let me double-check", "hmm")
+    budget_points: int = 20
 
     def __post_init__(self) -> None:
         _check(bool(self.think_open), "think_open", self.think_open, "a non-empty string")
@@ -76,6 +84,15 @@ class MeasureParams:
             "in (0, 1]",
         )
         _check(0.0 <= self.commit_min_share < 1.0, "commit_min_share", self.commit_min_share, "in [0, 1)")
+        markers = self.reflection_markers
+        _check(
+            isinstance(markers, (list, tuple)) and all(isinstance(m, str) and m.strip() for m in markers),
+            "reflection_markers",
+            markers,
+            "a list of non-empty strings",
+        )
+        object.__setattr__(self, "reflection_markers", tuple(markers))  # a JSON list arrives as a list
+        _check(self.budget_points >= 1, "budget_points", self.budget_points, ">= 1")
 
     @classmethod
     def from_mapping(cls, values: dict) -> "MeasureParams":

@@ -24,6 +24,7 @@ HOSTILE = "<script>alert('x')</script> & \"q\" | *b* $x$"
 FILES = {
     "leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",
     "accuracy_vs_length.png", "accuracy_vs_length.svg", "inflation_by_bits.png", "inflation_by_bits.svg",
+    "budget_accuracy.png", "budget_accuracy.svg",
 }
 
 
@@ -71,7 +72,7 @@ def board(synthetic, tmp_path_factory):
 
 def test_every_file_is_written(board):
     assert {p.name for p in board.iterdir()} == FILES
-    for plot in ("accuracy_vs_length", "inflation_by_bits"):
+    for plot in ("accuracy_vs_length", "inflation_by_bits", "budget_accuracy"):
         assert (board / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         svg = (board / f"{plot}.svg").read_text()
         assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
@@ -104,6 +105,23 @@ def test_json_rows_per_run_per_task_and_overall(board, synthetic):
     assert orphan["ratio_of_means"] is None and orphan["accuracy_delta"] is None
     assert orphan["accuracy"] is not None and "no baseline" in orphan["notes"][0]
     assert set(base["rates"]) >= {"loop", "budget_exhausted", "unclosed", "delayed_commitment"}
+
+
+def test_budget_auc_shares_one_axis_across_runs(board, synthetic):
+    """Every row's curve runs to the longest trace of any run in its scope (the script-tag run,
+    twice as long); the AUC is checked against a Riemann sum of OAA_t over integer budgets."""
+    _, lengths, correct = synthetic
+    rows = {(r["run"], r["task"]): r for r in json.loads((board / "leaderboard.json").read_text())["rows"]}
+    for scope, tasks in (("algebra", ["algebra"]), ("overall", ["algebra", "geometry"])):
+        lens = [n for t in tasks for n in lengths[t]]
+        ok = [c for t in tasks for c in correct[t]]
+        limit = 2 * max(lens)
+        # OAA_t is a right-continuous step in t: sampled at t = 0.5, 1.5, ... it integrates exactly
+        area = sum(sum(c and n <= t + 0.5 for n, c in zip(lens, ok)) / len(lens) for t in range(limit))
+        row = rows[("m-bf16", scope)]
+        assert row["budget_curve"]["limit"] == limit
+        assert row["budget_auc"] == pytest.approx(area / limit)
+        assert rows[("m-int4", scope)]["budget_auc"] < row["budget_auc"]  # longer, equally correct
 
 
 def test_csv_round_trips_with_the_json(board):
@@ -181,7 +199,7 @@ def test_html_is_one_self_contained_escaped_page(board):
     page = _Page()
     page.feed(text)
     assert page.refs == [] and page.scripts == 1
-    assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert len(page.images) == 3 and all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.rows["table-overall"] == ["m-bf16", "m-int4", HOSTILE, "other-int3"]
     assert set(page.rows) == {"table-overall", "table-task-1", "table-task-2"}
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in text

@@ -80,7 +80,9 @@ def make_lm_eval_run(directory, stamp, task="qr_math", responses=(["a</think>\\b
         "doc": {"problem": "1+1"},
         "target": "2",
         "arguments": {"gen_args_0": {"arg_0": "<|Assistant|><think>\n", "arg_1": {}}},
-        "resps": [list(responses[0])] if len(responses) == 1 else [[r[0]] for r in responses],
+        # lm-eval 0.4.13 (evaluator.py) logs ``[req.resps for req in requests]``: one
+        # generate_until request per document, its ``resps`` one text per repeat
+        "resps": [[r[0] for r in responses]],
         "filtered_resps": [responses[0][0]],
     }
     (directory / f"samples_{task}_{stamp}.jsonl").write_text(json.dumps(sample) + "\n")
@@ -98,7 +100,8 @@ def test_lm_eval_directory(tmp_path):
 
 def test_lm_eval_repeats_become_separate_samples(tmp_path):
     make_lm_eval_run(tmp_path, "s1", responses=(["a"], ["b"], ["c"]))
-    assert [s.repeat for s in read_run(tmp_path).samples] == [0, 1, 2]
+    samples = read_run(tmp_path).samples
+    assert [(s.repeat, s.completion) for s in samples] == [(0, "a"), (1, "b"), (2, "c")]
 
 
 def test_several_lm_eval_runs_must_be_chosen_explicitly(tmp_path):
