@@ -9,7 +9,11 @@ Measures, on the same synthetic data (one pair per item) and resample count:
      floor of any statistic computed through scipy.stats.bootstrap is printed;
   3. ``qr_metrics.stats.paired_comparison``: ratio_of_means, both_correct_ratio,
      paired_geomean_ratio, both accuracies and the accuracy delta, with BCa intervals;
-  4. ``lm_eval.api.metrics.bootstrap_stderr(mean, xs, iters)`` for ONE statistic (the mean
+  4. ``qr_metrics.stats.stratified_comparison`` (what ``qr-eval compare`` runs) on the same
+     pairs split into ``--tasks`` tasks: one draw per task, the overall and the macro ratio
+     from the tasks' draws; beside it what compare did before (each task, then the overall
+     and the macro ratio drawn again), and a one-task run against its task's own comparison;
+  5. ``lm_eval.api.metrics.bootstrap_stderr(mean, xs, iters)`` for ONE statistic (the mean
      length), single-process (``DISABLE_MULTIPROC=1``; its default pool would use every
      core). It is a pure-Python loop, so it is timed on ``--lm-eval-resamples`` resamples
      and extrapolated linearly to ``--resamples`` (said so in the output).
@@ -33,7 +37,14 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from qr_metrics.stats import BootstrapConfig, _batch_size, _item_numbers, paired_comparison  # noqa: E402
+from qr_metrics.stats import (  # noqa: E402
+    BootstrapConfig,
+    _batch_size,
+    _item_numbers,
+    macro_ratio,
+    paired_comparison,
+    stratified_comparison,
+)
 
 
 def synthetic(n_items: int, seed: int = 0):
@@ -67,6 +78,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=4, help="tasks the pairs are split into for compare")
     parser.add_argument("--lm-eval-resamples", type=int, default=100,
                         help="resamples actually run through lm-eval (<= 1000), extrapolated")
     args = parser.parse_args(argv)
@@ -96,6 +108,23 @@ def main(argv=None) -> int:
     r, a = result.inflation.ratio_of_means, result.accuracy.delta
     print(f"  ratio_of_means {r.estimate:.4f} [{r.low:.4f}, {r.high:.4f}]  "
           f"accuracy delta {a.estimate:+.4f} [{a.low:+.4f}, {a.high:+.4f}]")
+
+    tasks = [tuple(a[t :: args.tasks] for a in (item, base, cand, base_ok, cand_ok)) for t in range(args.tasks)]
+    t0 = time.perf_counter()
+    stratified_comparison(tasks, config)
+    t_strat = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for task in tasks:
+        paired_comparison(*task, config)
+    paired_comparison(item, base, cand, base_ok, cand_ok, config)
+    macro_ratio([task[:3] for task in tasks], config)
+    t_before = time.perf_counter() - t0
+    print(f"compare, {args.tasks} tasks (one draw per task): {t_strat:6.2f} s  "
+          f"(before: each task, then overall and macro drawn again: {t_before:.2f} s, x{t_before / t_strat:.1f})")
+    t0 = time.perf_counter()
+    stratified_comparison([(item, base, cand, base_ok, cand_ok)], config)
+    t_one = time.perf_counter() - t0
+    print(f"compare, 1 task:                  {t_one:8.2f} s  (its task's own comparison: {t_ours:.2f} s)")
 
     from lm_eval.api.metrics import bootstrap_stderr, mean
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.pathologies import PATHOLOGIES
-from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, macro_ratio, paired_comparison
+from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, PairedComparison, stratified_comparison
 
 from .analysis import MeasuredSample, measure_run, reasoning_figures, shared_limit
 from .runs import InputError, Run
@@ -217,16 +217,16 @@ def compare_runs(
         log.warning(warning)
 
     field = UNIT_FIELDS[unit]
-    try:
-        tasks = {task: _block(pairs, field, config) for task, pairs in pairing.pairs.items()}
-        if len(tasks) == 1:  # overall is that task: no second bootstrap
-            overall = dict(next(iter(tasks.values())))
-        else:
-            overall = _block([pair for pairs in pairing.pairs.values() for pair in pairs], field, config)
-        macro = macro_ratio([pair_lengths(pairs, field) for pairs in pairing.pairs.values()], config)
+    try:  # one draw per task; the overall and the macro ratio sum the tasks' draws
+        result = stratified_comparison([_statistics_input(pairs, field) for pairs in pairing.pairs.values()], config)
     except ValueError as error:  # an undefined statistic, e.g. a zero-length baseline
         raise InputError(baseline.source, f"{field}: {error}") from None
-    overall["macro_ratio"] = {**macro.ratio.as_dict(), "notes": list(macro.notes)}
+    tasks = {task: _block(pairs, field, r) for (task, pairs), r in zip(pairing.pairs.items(), result.tasks)}
+    if len(tasks) == 1:  # overall is that task
+        overall = dict(next(iter(tasks.values())))
+    else:
+        overall = _block([pair for pairs in pairing.pairs.values() for pair in pairs], field, result.overall)
+    overall["macro_ratio"] = {**result.macro.ratio.as_dict(), "notes": list(result.macro.notes)}
     return {
         **statistics_header(unit, config),
         "baseline": {"name": baseline.name, "source": str(baseline.source)},
@@ -264,20 +264,21 @@ def _rate(values: list[bool | None]) -> float | None:
     return float(np.mean(known)) if known and len(known) == len(values) else None
 
 
-def _block(pairs, field: str, config: BootstrapConfig) -> dict[str, Any]:
-    """Ratios, accuracy, pathology rates and budget exhaustion over a set of pairs."""
+def _statistics_input(pairs, field: str) -> tuple:
+    """``(item, base_len, cand_len, base_correct, cand_correct)`` of some pairs, correctness
+    None unless every sample has it."""
     item, base_len, cand_len = pair_lengths(pairs, field)
     base_correct = [b.correct for b, _ in pairs]
     cand_correct = [c.correct for _, c in pairs]
-    known = all(v is not None for v in base_correct + cand_correct)
-    result = paired_comparison(
-        item,
-        base_len,
-        cand_len,
-        np.array(base_correct, dtype=bool) if known else None,
-        np.array(cand_correct, dtype=bool) if known else None,
-        config,
-    )
+    if None in base_correct + cand_correct:
+        return item, base_len, cand_len, None, None
+    return item, base_len, cand_len, np.array(base_correct, dtype=bool), np.array(cand_correct, dtype=bool)
+
+
+def _block(pairs, field: str, result: PairedComparison) -> dict[str, Any]:
+    """Ratios, accuracy, pathology rates and budget exhaustion over a set of pairs, the
+    statistics from ``result``."""
+    _, base_len, cand_len = pair_lengths(pairs, field)
     inflation = result.inflation
     rates = {
         name: {"baseline": _rate([b.flags.get(name) for b, _ in pairs]), "candidate": _rate([c.flags.get(name) for _, c in pairs])}

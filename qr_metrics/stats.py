@@ -23,7 +23,10 @@ Statistics
 Intervals
     Paired bootstrap that resamples ITEMS (the repeats of an item stay together), drawn by
     ``scipy.stats.bootstrap`` (one draw of item indices shared by every statistic of a
-    comparison; ``macro_ratio`` is stratified: items are resampled within each task). Every
+    comparison). Over several tasks (``stratified_comparison``) each task is drawn once, as
+    its own comparison draws it, and the overall statistics and ``macro_ratio`` add up the
+    tasks' resampled totals: a bootstrap stratified by task, which matches a benchmark whose
+    task sizes are fixed, at the cost of one draw per item instead of three. Every
     statistic here is a function of per-item sums, so a resample is a vector of item counts
     ``w`` and its column sums are ``w @ A`` for the per-item table ``A``: one ``bincount``
     and one matrix product per batch of resamples, with no loop over resamples. scipy is
@@ -70,11 +73,13 @@ __all__ = [
     "Interval",
     "MacroRatio",
     "PairedComparison",
+    "StratifiedComparison",
     "accuracy_comparison",
     "inflation_ratios",
     "macro_ratio",
     "mcnemar_exact",
     "paired_comparison",
+    "stratified_comparison",
 ]
 
 # Auto batch: item indices drawn per batch of resamples (int64, so 4 MiB). Small blocks keep
@@ -369,30 +374,53 @@ def _quiet_bootstrap(data, statistic, config: BootstrapConfig, batch: int):
     return result.bootstrap_distribution
 
 
+def _draw_totals(table: np.ndarray, config: BootstrapConfig) -> np.ndarray:
+    """The column totals of ``table`` in every bootstrap resample of its rows (items),
+    ``(n_resamples, k)``, drawn through ``scipy.stats.bootstrap`` from ``config.seed``: a
+    task's draw depends on its number of items only, whichever comparison asks for it.
+    A table of one item is its own only resample."""
+    n = table.shape[0]
+    if n < 2:
+        return np.broadcast_to(table.sum(axis=0), (config.n_resamples, table.shape[1]))
+    blocks = []
+
+    def statistic(index_block, axis=-1):
+        blocks.append(_resample_totals(index_block, table))
+        return blocks[-1][:, 0]
+
+    _quiet_bootstrap((_item_numbers(n),), statistic, config, _batch_size(config, n))
+    return np.concatenate(blocks)
+
+
 def _linear_bootstrap(table: np.ndarray, statistics: Sequence[_Stat], config: BootstrapConfig, notes: list):
-    """Estimates and intervals of statistics of the column totals of a per-item table."""
+    """Estimates and intervals of statistics of the column totals of a per-item table,
+    and the resampled totals (None for one item) that a stratified overall sums."""
     table = np.ascontiguousarray(table, dtype=np.float64)
     n = table.shape[0]
     totals = table.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        estimates = [float(s.fn(totals)) for s in statistics]
     if n < 2:
-        for s in statistics:
-            notes.append(f"{s.name}: only 1 item, so no bootstrap interval")
-        return [Interval(e, None, None) for e in estimates]
+        return _no_intervals(statistics, totals, notes), None
+    draws = _draw_totals(table, config)
+    return _intervals(statistics, totals, draws, [totals[None, :] - table], config, notes), draws
 
-    def statistic(index_block, axis=-1):
-        sums = _resample_totals(index_block, table)
-        return np.stack([s.fn(sums) for s in statistics])
 
-    dist = _quiet_bootstrap((_item_numbers(n),), statistic, config, _batch_size(config, n))
+def _no_intervals(statistics: Sequence[_Stat], totals: np.ndarray, notes: list) -> list[Interval]:
+    for s in statistics:
+        notes.append(f"{s.name}: only 1 item, so no bootstrap interval")
     with np.errstate(divide="ignore", invalid="ignore"):
-        leave_one_out = totals[None, :] - table  # running sums: total minus the item
-        jackknives = [s.fn(leave_one_out) for s in statistics]
-    return [
-        _interval(s, e, dist[j], [jk], config, notes)
-        for j, (s, e, jk) in enumerate(zip(statistics, estimates, jackknives))
-    ]
+        return [Interval(float(s.fn(totals)), None, None) for s in statistics]
+
+
+def _intervals(statistics: Sequence[_Stat], totals, draws, leave_one_out, config: BootstrapConfig, notes: list):
+    """Each statistic's estimate (from ``totals``) and interval (from the resampled totals
+    ``draws``); ``leave_one_out``: per independently resampled stratum, the totals without
+    each of its items (running sums, linear in the number of items) for BCa's jackknife."""
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in statistics:
+            jackknives = [s.fn(left) for left in leave_one_out]
+            out.append(_interval(s, float(s.fn(totals)), s.fn(draws), jackknives, config, notes))
+    return out
 
 
 def _interval(stat: _Stat, estimate: float, dist: np.ndarray, jackknives, config, notes: list) -> Interval:
@@ -463,18 +491,25 @@ def _bca_levels(estimate: float, dist: np.ndarray, jackknives, alpha: float):
 # ----------------------------------------------------------------------------- comparisons
 
 
-def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: bool):
+@dataclass(frozen=True)
+class _Design:
+    """A comparison's per-item table (columns by name), its statistics and what the data allowed."""
+
+    names: tuple[str, ...]
+    table: np.ndarray
+    statistics: tuple[_Stat, ...]
+    notes: list
+    n_both_correct: int | None
+    both_correct_ok: bool
+    geomean_ok: bool
+    geomean_excluded: int | None
+
+
+def _design(pairs: _Pairs, inflation: bool, accuracy: bool) -> _Design:
+    """The columns depend only on which data is given (lengths, correctness), so that tasks'
+    resampled totals add up column by column; the statistics on what the data allows."""
     notes: list[str] = []
-    columns: list[np.ndarray] = []
-    stat_list: list[_Stat] = []
-
-    def column(values) -> int:
-        columns.append(pairs.per_item(values))
-        return len(columns) - 1
-
-    def ratio_stat(name, c, b, undefined):
-        stat_list.append(_Stat(name, lambda s: s[..., c] / s[..., b], undefined))
-
+    columns: dict[str, np.ndarray] = {}
     has_correct = pairs.base_correct is not None
     n_bc = geo_excluded = None
     bc_ok = geo_ok = False
@@ -485,60 +520,62 @@ def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: 
                 f"baseline mean reasoning length is 0 over {pairs.base_len.size} pairs: "
                 "ratio_of_means is undefined (check the unit and the reasoning tags of the baseline run)"
             )
-        c_cand, c_base = column(pairs.cand_len), column(pairs.base_len)
-        ratio_stat("ratio_of_means", c_cand, c_base, "zero baseline length in the resample")
+        columns["cand"], columns["base"] = pairs.per_item(pairs.cand_len), pairs.per_item(pairs.base_len)
         if has_correct:
             both = pairs.base_correct & pairs.cand_correct
             n_bc = int(both.sum())
+            columns["both_cand"] = pairs.per_item(np.where(both, pairs.cand_len, 0.0))
+            columns["both_base"] = pairs.per_item(np.where(both, pairs.base_len, 0.0))
             if n_bc == 0:
                 notes.append("both_correct_ratio: no pair is answered correctly by both runs")
             elif float(pairs.base_len[both].sum()) == 0:
                 notes.append("both_correct_ratio: baseline length is 0 on every both-correct pair")
             else:
                 bc_ok = True
-                ratio_stat(
-                    "both_correct_ratio",
-                    column(np.where(both, pairs.cand_len, 0.0)),
-                    column(np.where(both, pairs.base_len, 0.0)),
-                    "no both-correct pair with a baseline length in the resample",
-                )
-        item_cand, item_base = columns[c_cand], columns[c_base]
-        usable = (item_cand > 0) & (item_base > 0)
+        usable = (columns["cand"] > 0) & (columns["base"] > 0)
         geo_excluded = int(pairs.n_items - usable.sum())
         if geo_excluded:
             notes.append(
                 f"paired_geomean_ratio: {geo_excluded} of {pairs.n_items} items excluded "
                 "(zero length in a run, so no log ratio)"
             )
-        if usable.any():
-            geo_ok = True
-            log_ratio = np.zeros(pairs.n_items)
-            log_ratio[usable] = np.log(item_cand[usable]) - np.log(item_base[usable])
-            columns.append(log_ratio)
-            columns.append(usable.astype(np.float64))
-            c_log, c_use = len(columns) - 2, len(columns) - 1
-            stat_list.append(
-                _Stat(
-                    "paired_geomean_ratio",
-                    lambda s: np.exp(s[..., c_log] / s[..., c_use]),
-                    "no item with non-zero lengths in the resample",
-                )
-            )
+        geo_ok = bool(usable.any())
+        log_ratio = np.zeros(pairs.n_items)
+        log_ratio[usable] = np.log(columns["cand"][usable]) - np.log(columns["base"][usable])
+        columns["log_ratio"], columns["usable"] = log_ratio, usable.astype(np.float64)
     if accuracy:
-        c_n = column(np.ones(pairs.item_index.size))
-        c_b = column(pairs.base_correct.astype(np.float64))
-        c_c = column(pairs.cand_correct.astype(np.float64))
-        never = "cannot happen: every item has a pair"
-        stat_list.append(_Stat("baseline_accuracy", lambda s: s[..., c_b] / s[..., c_n], never))
-        stat_list.append(_Stat("candidate_accuracy", lambda s: s[..., c_c] / s[..., c_n], never))
-        stat_list.append(_Stat("accuracy_delta", lambda s: (s[..., c_c] - s[..., c_b]) / s[..., c_n], never))
+        columns["n"] = pairs.per_item(np.ones(pairs.item_index.size))
+        columns["base_ok"] = pairs.per_item(pairs.base_correct.astype(np.float64))
+        columns["cand_ok"] = pairs.per_item(pairs.cand_correct.astype(np.float64))
+    at = {name: j for j, name in enumerate(columns)}
 
-    intervals = dict(
-        zip(
-            (s.name for s in stat_list),
-            _linear_bootstrap(np.column_stack(columns), stat_list, config, notes),
-        )
-    )
+    def ratio(name, top, bottom, undefined):
+        t, b = at[top], at[bottom]
+        return _Stat(name, lambda s: s[..., t] / s[..., b], undefined)
+
+    statistics = []
+    if inflation:
+        statistics.append(ratio("ratio_of_means", "cand", "base", "zero baseline length in the resample"))
+        if bc_ok:
+            statistics.append(ratio("both_correct_ratio", "both_cand", "both_base",
+                                    "no both-correct pair with a baseline length in the resample"))
+        if geo_ok:
+            c_log, c_use = at["log_ratio"], at["usable"]
+            statistics.append(_Stat("paired_geomean_ratio", lambda s: np.exp(s[..., c_log] / s[..., c_use]),
+                                    "no item with non-zero lengths in the resample"))
+    if accuracy:
+        c_n, c_b, c_c = at["n"], at["base_ok"], at["cand_ok"]
+        never = "cannot happen: every item has a pair"
+        statistics.append(_Stat("baseline_accuracy", lambda s: s[..., c_b] / s[..., c_n], never))
+        statistics.append(_Stat("candidate_accuracy", lambda s: s[..., c_c] / s[..., c_n], never))
+        statistics.append(_Stat("accuracy_delta", lambda s: (s[..., c_c] - s[..., c_b]) / s[..., c_n], never))
+    return _Design(tuple(columns), np.column_stack(list(columns.values())), tuple(statistics), notes,
+                   n_bc, bc_ok, geo_ok, geo_excluded)
+
+
+def _results(pairs: _Pairs, design: _Design, intervals: list[Interval], inflation: bool, accuracy: bool):
+    intervals = dict(zip((s.name for s in design.statistics), intervals))
+    notes = design.notes
 
     def notes_for(prefixes):
         return tuple(n for n in notes if n.split(":", 1)[0] in prefixes)
@@ -548,12 +585,12 @@ def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: 
     if inflation:
         infl = InflationRatios(
             ratio_of_means=intervals["ratio_of_means"],
-            both_correct_ratio=intervals.get("both_correct_ratio") if bc_ok else None,
-            paired_geomean_ratio=intervals.get("paired_geomean_ratio") if geo_ok else None,
+            both_correct_ratio=intervals.get("both_correct_ratio") if design.both_correct_ok else None,
+            paired_geomean_ratio=intervals.get("paired_geomean_ratio") if design.geomean_ok else None,
             n_items=pairs.n_items,
             n_pairs=n_pairs,
-            n_both_correct_pairs=n_bc,
-            n_geomean_excluded=geo_excluded,
+            n_both_correct_pairs=design.n_both_correct,
+            n_geomean_excluded=design.geomean_excluded,
             notes=notes_for({"ratio_of_means", "both_correct_ratio", "paired_geomean_ratio"}),
         )
     if accuracy:
@@ -573,6 +610,12 @@ def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: 
     return infl, acc
 
 
+def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: bool):
+    design = _design(pairs, inflation, accuracy)
+    intervals, _ = _linear_bootstrap(design.table, design.statistics, config, design.notes)
+    return _results(pairs, design, intervals, inflation, accuracy)
+
+
 def paired_comparison(
     item,
     base_len,
@@ -586,6 +629,68 @@ def paired_comparison(
     pairs = _pairs(item, base_len, cand_len, base_correct, cand_correct)
     infl, acc = _compare(pairs, config, inflation=True, accuracy=base_correct is not None)
     return PairedComparison(inflation=infl, accuracy=acc)
+
+
+@dataclass(frozen=True)
+class StratifiedComparison:
+    """Every task's comparison, the overall one and the macro ratio, from one draw per task."""
+
+    tasks: tuple[PairedComparison, ...]
+    overall: PairedComparison
+    macro: MacroRatio
+
+
+def stratified_comparison(tasks: Sequence, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> StratifiedComparison:
+    """``tasks``: one ``(item, base_len, cand_len, base_correct, cand_correct)`` per task
+    (correctness ``None`` when unknown; item ids need only be unique within their task).
+
+    Each task's comparison is :func:`paired_comparison`'s, draw for draw. The overall one
+    (over all pairs, with correctness when every task has it) and the macro ratio reuse those
+    draws: a resample of the whole set is one resample of each task, so its column totals are
+    the sums of the tasks' resampled totals. That is a bootstrap stratified by task, the
+    resampling that matches a benchmark whose task sizes are fixed; BCa's jackknife leaves
+    out one item at a time within each task (scipy's formula for several samples). A task
+    of one item is held fixed.
+    """
+    if len(tasks) == 0:
+        raise ValueError("stratified_comparison needs at least one task")
+    parts = [_pairs(*task, where=f"tasks[{t}]: ") for t, task in enumerate(tasks)]
+    graded = all(p.base_correct is not None for p in parts)
+    designs, draws, per_task = [], [], []
+    for p in parts:
+        design = _design(p, True, p.base_correct is not None)
+        intervals, drawn = _linear_bootstrap(design.table, design.statistics, config, design.notes)
+        designs.append(design)
+        draws.append(_draw_totals(design.table, config) if drawn is None else drawn)
+        per_task.append(PairedComparison(*_results(p, design, intervals, True, p.base_correct is not None)))
+    ratio_columns = [(d.names.index("cand"), d.names.index("base")) for d in designs]
+    macro = _macro(
+        [d.table[:, c] for d, c in zip(designs, ratio_columns)],
+        [draw[:, c] for draw, c in zip(draws, ratio_columns)],
+        config,
+    )
+    if len(parts) == 1:  # the overall is that task
+        return StratifiedComparison(tuple(per_task), per_task[0], macro)
+    offsets = np.cumsum([0] + [p.n_items for p in parts[:-1]])
+    pooled = _Pairs(
+        item_index=np.concatenate([p.item_index + o for p, o in zip(parts, offsets)]),
+        n_items=sum(p.n_items for p in parts),
+        base_len=np.concatenate([p.base_len for p in parts]),
+        cand_len=np.concatenate([p.cand_len for p in parts]),
+        base_correct=np.concatenate([p.base_correct for p in parts]) if graded else None,
+        cand_correct=np.concatenate([p.cand_correct for p in parts]) if graded else None,
+    )
+    design = _design(pooled, True, graded)
+    columns = [[d.names.index(name) for name in design.names] for d in designs]
+    totals = design.table.sum(axis=0)
+    if pooled.n_items < 2:
+        intervals = _no_intervals(design.statistics, totals, design.notes)
+    else:
+        drawn = sum(draw[:, c] for draw, c in zip(draws, columns))
+        leave_one_out = [totals[None, :] - d.table[:, c] for d, c in zip(designs, columns) if d.table.shape[0] >= 2]
+        intervals = _intervals(design.statistics, totals, drawn, leave_one_out, config, design.notes)
+    overall = PairedComparison(*_results(pooled, design, intervals, True, graded))
+    return StratifiedComparison(tuple(per_task), overall, macro)
 
 
 def inflation_ratios(
@@ -641,26 +746,32 @@ def macro_ratio(tasks: Sequence, config: BootstrapConfig = DEFAULT_BOOTSTRAP) ->
     """Mean over tasks of each task's ratio_of_means.
 
     ``tasks``: a sequence of ``(item, base_len, cand_len)`` triples, one per task. The
-    interval comes from a bootstrap stratified by task (items resampled within each task,
-    each task one sample of ``scipy.stats.bootstrap``); a task with a single item is held
-    fixed (its only resample is itself).
+    interval comes from a bootstrap stratified by task: each task's items are resampled as
+    :func:`paired_comparison` resamples them (the same draw), and a task with a single item
+    is held fixed (its only resample is itself).
     """
     if len(tasks) == 0:
         raise ValueError("macro_ratio needs at least one task")
-    tables, ratios, n_items = [], [], []
+    tables = []
     for t, task in enumerate(tasks):
         if len(task) != 3:
             raise ValueError(f"tasks[{t}] must be (item, base_len, cand_len), got {len(task)} values")
         pairs = _pairs(*task, where=f"tasks[{t}]: ")
-        table = np.column_stack([pairs.per_item(pairs.cand_len), pairs.per_item(pairs.base_len)])
+        tables.append(np.column_stack([pairs.per_item(pairs.cand_len), pairs.per_item(pairs.base_len)]))
+    return _macro(tables, [_draw_totals(table, config) for table in tables], config)
+
+
+def _macro(tables: list[np.ndarray], draws: list[np.ndarray], config: BootstrapConfig) -> MacroRatio:
+    """The macro ratio from each task's per-item (cand, base) table and its resampled totals."""
+    ratios, n_items = [], []
+    for t, table in enumerate(tables):
         total = table.sum(axis=0)
         if total[1] == 0:
             raise ValueError(
                 f"tasks[{t}]: baseline mean reasoning length is 0: ratio_of_means is undefined"
             )
-        tables.append(table)
         ratios.append(float(total[0] / total[1]))
-        n_items.append(pairs.n_items)
+        n_items.append(table.shape[0])
     n_tasks = len(tables)
     estimate = float(np.mean(ratios))
     notes: list[str] = []
@@ -673,23 +784,12 @@ def macro_ratio(tasks: Sequence, config: BootstrapConfig = DEFAULT_BOOTSTRAP) ->
         notes.append("macro_ratio: every task has one item, so no bootstrap interval")
         ratio = Interval(estimate, None, None)
     else:
-        fixed_sum = sum(ratios[t] for t in fixed)
-        var_tables = [tables[t] for t in varying]
-
-        def statistic(*index_blocks, axis=-1):
-            acc = fixed_sum
-            for block, table in zip(index_blocks, var_tables):
-                sums = _resample_totals(block, table)
-                acc = acc + sums[:, 0] / sums[:, 1]
-            return acc / n_tasks
-
-        batch = _batch_size(config, sum(n_items[t] for t in varying))
-        dist = _quiet_bootstrap(tuple(_item_numbers(n_items[t]) for t in varying), statistic, config, batch)
-        jackknives = []
         total_ratio = sum(ratios)
         with np.errstate(divide="ignore", invalid="ignore"):
+            dist = sum(draw[:, 0] / draw[:, 1] for draw in draws) / n_tasks
+            jackknives = []
             for t in varying:
                 left = tables[t].sum(axis=0)[None, :] - tables[t]
                 jackknives.append((total_ratio - ratios[t] + left[:, 0] / left[:, 1]) / n_tasks)
-        ratio = _interval(stat, estimate, dist, jackknives, config, notes)
+            ratio = _interval(stat, estimate, dist, jackknives, config, notes)
     return MacroRatio(ratio=ratio, task_ratios=tuple(ratios), n_items=tuple(n_items), notes=tuple(notes))

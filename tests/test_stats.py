@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import ndtr, ndtri
 
 from qr_metrics.stats import (
     BootstrapConfig,
@@ -19,6 +20,7 @@ from qr_metrics.stats import (
     macro_ratio,
     mcnemar_exact,
     paired_comparison,
+    stratified_comparison,
 )
 from qr_metrics.stats import _resample_totals
 
@@ -198,22 +200,73 @@ def test_resampling_items_differs_from_resampling_pairs():
 
 
 @pytest.mark.parametrize("method", ["BCa", "percentile"])
-def test_macro_ratio_equals_scipy_stratified_bootstrap(method):
-    tasks, samples = [], []
+def test_macro_ratio_is_a_bootstrap_stratified_by_task(method):
+    """Each task resampled by scipy as its own comparison resamples it (same seed); the macro
+    distribution is the mean of the tasks' ratio distributions; BCa by hand: z0 from that
+    distribution, the acceleration from every task's leave-one-item-out loop."""
+    tasks, dists, jackknives = [], [], []
     for t, n in enumerate((30, 45, 20)):
         item, base, cand, _, _ = _data(n, seed=20 + t)
         tasks.append((item, base, cand))
-        samples.append(np.stack([cand, base]))  # one scipy sample per task: items resampled within it
+        dists.append(stats.bootstrap((np.stack([cand, base]),), lambda x, axis: x[0].sum(axis) / x[1].sum(axis),
+                                     axis=-1, vectorized=True, method="percentile", n_resamples=2000, batch=100,
+                                     rng=np.random.default_rng(3)).bootstrap_distribution)
     cfg = BootstrapConfig(n_resamples=2000, method=method, seed=3, batch=100)
     m = macro_ratio(tasks, cfg)
+    ratios = [c.sum() / b.sum() for _, b, c in tasks]
+    estimate = np.mean(ratios)
+    dist = np.mean(dists, axis=0)
+    levels = [0.025, 0.975]
+    if method == "BCa":
+        z0 = ndtri((np.sum(dist < estimate) + np.sum(dist <= estimate)) / (2 * dist.size))
+        num = den = 0.0
+        for t, (_, b, c) in enumerate(tasks):
+            jk = []
+            for i in range(len(b)):
+                keep = np.arange(len(b)) != i
+                jk.append((sum(ratios) - ratios[t] + c[keep].sum() / b[keep].sum()) / 3)
+            jk = np.array(jk)
+            u = (len(jk) - 1) * (jk.mean() - jk)
+            num += np.sum(u**3) / len(jk) ** 3
+            den += np.sum(u**2) / len(jk) ** 2
+        a = num / den**1.5 / 6
+        levels = [ndtr(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in (ndtri(0.025), -ndtri(0.025))]
+    low, high = np.quantile(dist, levels)
+    assert (m.ratio.low, m.ratio.high) == pytest.approx((low, high), rel=1e-10)
+    assert m.ratio.estimate == pytest.approx(estimate)
 
-    def mean_of_ratios(*xs, axis):
-        return np.mean([x[0].sum(axis) / x[1].sum(axis) for x in xs], axis=0)
 
-    ci = stats.bootstrap(samples, mean_of_ratios, axis=-1, method=method, n_resamples=2000, batch=100,
-                         rng=np.random.default_rng(3)).confidence_interval
-    assert (m.ratio.low, m.ratio.high) == pytest.approx((ci.low, ci.high), rel=1e-10)
-    assert m.ratio.estimate == pytest.approx(np.mean([c.sum() / b.sum() for _, b, c in tasks]))
+def test_stratified_comparison_reuses_each_tasks_draw():
+    """Per task: paired_comparison's result exactly. Overall: the statistics of the summed
+    per-task resampled totals (each task drawn by scipy from the same seed), so a one-task
+    overall is that task's own comparison."""
+    cfg = BootstrapConfig(n_resamples=1500, method="percentile", seed=4, batch=250)
+    tasks = [_data(n, seed=30 + t, repeats=r) for t, (n, r) in enumerate(((40, 1), (25, 3), (1, 2)))]
+    result = stratified_comparison(tasks, cfg)
+    for task, got in zip(tasks, result.tasks):
+        assert got == paired_comparison(*task, cfg)
+    sums = []
+    for item, base, cand, bok, cok in tasks:
+        per_item = {}
+        for i, *values in zip(item.tolist(), cand, base, cok, bok):
+            per_item[i] = [a + v for a, v in zip(per_item.get(i, [0.0] * 4), values)]
+        table = np.array([per_item[i] for i in sorted(per_item)]).T  # cand, base, cand_ok, base_ok x items
+        if table.shape[1] == 1:  # held fixed
+            sums.append(np.repeat(table, 1500, axis=1))
+            continue
+        sums.append(stats.bootstrap((table,), lambda x, axis: x.sum(axis), axis=-1, vectorized=True,
+                                    method="percentile", n_resamples=1500, batch=250,
+                                    rng=np.random.default_rng(4)).bootstrap_distribution)
+    cand_s, base_s, cok_s, bok_s = np.sum(sums, axis=0)
+    n_pairs = sum(len(t[0]) for t in tasks)
+    for got, dist in ((result.overall.inflation.ratio_of_means, cand_s / base_s),
+                      (result.overall.accuracy.delta, (cok_s - bok_s) / n_pairs)):
+        assert (got.low, got.high) == pytest.approx(tuple(np.quantile(dist, [0.025, 0.975])), rel=1e-10)
+    assert result.overall.inflation.n_pairs == n_pairs
+    macro = [c.sum() / b.sum() for _, b, c, _, _ in tasks]
+    assert result.macro.ratio.estimate == pytest.approx(np.mean(macro))
+    (single,) = stratified_comparison(tasks[:1], cfg).tasks
+    assert stratified_comparison(tasks[:1], cfg).overall == single
 
 
 def test_same_seed_same_result_and_shared_resamples():
