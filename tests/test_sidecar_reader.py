@@ -155,7 +155,7 @@ def test_rescue_counts_per_task(side_run, capsys):
     assert summary["qr_math"]["rescue"] == {"rescued": 1, "committed": 1, "fell_back": 0, "tokens_saved": 19}
     assert summary["qr_aime"]["rescue"] == {"rescued": 2, "committed": 1, "fell_back": 1, "tokens_saved": 14}
     assert main(["analyze", str(side_run), "--quiet"]) == 0
-    header, _, *rows = capsys.readouterr().out.splitlines()[1:]
+    header, _, *rows = capsys.readouterr().out.split("\n\n")[0].splitlines()[1:]  # the first table
     assert header.split()[-4:] == ["rescued", "commit", "fallback", "saved_tok"]
     assert [row.split()[-4:] for row in rows] == [["2", "1", "1", "14"], ["1", "1", "0", "19"]]
 
