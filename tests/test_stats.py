@@ -22,7 +22,7 @@ from qr_metrics.stats import (
     paired_comparison,
     stratified_comparison,
 )
-from qr_metrics.stats import _resample_totals
+from qr_metrics.stats import _batch_size, _draw_totals
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "r1-distill-1.5b" / "per_sample"
 
@@ -447,10 +447,17 @@ def test_real_math500_gptq_w4_does_not_inflate():
     assert ratio.low < 1.0 < ratio.high
 
 
-def test_resample_totals_widen_offsets_that_overflow_the_index_type():
-    # scipy gathers int32 item numbers; a batch whose offsets pass the type's range is widened.
+@pytest.mark.parametrize("n,n_resamples,batch",
+                         [(1000, 37, 5), (61, 400, 64), (20_000, 60, None), (3, 9, 1), (50, 30, 1000)])
+def test_draw_is_scipys_draw(n, n_resamples, batch):
+    """qr_metrics draws the item indices itself, with the calls scipy.stats.bootstrap makes:
+    every resample's column totals equal scipy's, exactly (integer columns: exact sums), for
+    uneven last batches and the automatic batch alike."""
     rng = np.random.default_rng(2)
-    table = rng.random((1000, 2))
-    block = rng.integers(0, 1000, (40, 1000))  # 40 * 1000 offsets > int16's 32767
-    expected = np.stack([table[row].sum(axis=0) for row in block])
-    np.testing.assert_allclose(_resample_totals(block.astype(np.int16), table), expected)
+    table = rng.integers(0, 5000, (n, 3)).astype(float)
+    cfg = BootstrapConfig(n_resamples=n_resamples, batch=batch, seed=11)
+    ours = _draw_totals(table, cfg)
+    ref = stats.bootstrap((table.T,), lambda x, axis: x.sum(axis), axis=-1, vectorized=True, method="percentile",
+                          n_resamples=n_resamples, batch=_batch_size(cfg, n),
+                          rng=np.random.default_rng(11)).bootstrap_distribution
+    np.testing.assert_array_equal(ours, ref.T)
