@@ -120,14 +120,16 @@ def training_corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = VOCAB_SIZE):
-    """Train a byte-level BPE on :func:`training_corpus`; return a transformers fast tokenizer."""
+def build_tokenizer(vocab_size: int = VOCAB_SIZE, corpus: list[str] | None = None, pre_tokenizer=None):
+    """Train a byte-level BPE on ``corpus`` (default :func:`training_corpus`); return a
+    transformers fast tokenizer. ``pre_tokenizer`` replaces the plain ``ByteLevel`` one (it
+    must end in a ``ByteLevel``, which the decoder undoes)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from tokenizers.trainers import BpeTrainer
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = BpeTrainer(
         vocab_size=vocab_size,
@@ -135,7 +137,7 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(training_corpus(), trainer=trainer)
+    tok.train_from_iterator(training_corpus() if corpus is None else corpus, trainer=trainer)
     # Not special: they must survive skip_special_tokens=True decoding (R1 / Qwen3 do the same).
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     # Prepend BOS like DeepSeek-R1-Distill; lm-eval skips it when the chat template already has it.

@@ -59,7 +59,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     from .demo import run_demo
 
-    run_demo(Path(args.out), progress=not args.quiet)
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    run_demo(Path(args.out), progress=not args.quiet, problems=args.problems, precisions=precisions)
     return 0
 
 
@@ -379,10 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
         verbs,
         "demo",
         _demo,
-        help="the whole pipeline offline: a tiny model and its INT4 copy through lm-eval, analyze, compare",
+        help="the whole story offline: the embedded tiny reasoning model at fp32 and simulated W8/W4/W3/W2, "
+        "rescue off and on, through lm-eval; leaderboard, gate, summary",
+        epilog="""
+        Evaluates qr_toy (three-digit additions, made from a seed) with qr-hf on the embedded
+        model (qr_adapters/toy_model) at fp32 and quant=rtn-w{8,4,3,2}g48, each with
+        rescue=commit_then_fallback off and on, then writes DIR/runs (lm-eval output
+        directories), DIR/leaderboard and DIR/gate.md (W4 against fp32). About 1.5 minutes
+        on 2 CPU cores; nothing is downloaded or trained.
+
+        example: qr-eval demo --out qr-demo --problems 20 --precisions fp32,w3
+        """,
     )
-    p.add_argument("--out", default="qr-demo", help="directory for models, data and runs (default ./qr-demo)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", default="qr-demo", help="directory for runs, leaderboard and gate verdict (default ./qr-demo)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    from .demo import PRECISIONS, PROBLEMS  # standard library only at import
+
+    p.add_argument("--problems", type=int, default=PROBLEMS, help=f"held-out qr_toy problems per run (default {PROBLEMS})")
+    p.add_argument("--precisions", default=",".join(PRECISIONS),
+                   help="comma-separated: fp32 and any of w8,w4,w3,w2 (default all); each runs with rescue off and on")
 
     p = _verb(
         verbs,

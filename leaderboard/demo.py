@@ -1,10 +1,12 @@
-"""``qr-eval demo``: the whole pipeline, offline, on the embedded default.
+"""``qr-eval demo``: the whole story, offline, on the embedded tiny reasoning model.
 
-It builds a tiny random-weight model and an INT4 round-to-nearest copy of it, runs
-``qr_math`` on both through lm-eval on eight embedded problems, then analyses and compares
-the two runs as a user would with real checkpoints. A random model answers nothing and
-runs every trace to its budget, so the figures show that the pipeline works, not how a
-real model behaves.
+The model (``qr_adapters/toy_model``, trained by ``python -m qr_adapters.toy_training``)
+adds three-digit numbers the way reasoning models work: columns, a candidate ``\\boxed{}``
+answer, a check, then ``</think>`` and the answer. The demo evaluates it on ``qr_toy``
+through lm-eval with ``qr-hf`` at full precision and at simulated RTN W8/W4/W3/W2, each with
+loop rescue off and on (the full-precision model as reference), writes the leaderboard,
+gates W4 against full precision and prints a summary: what happens to accuracy, reasoning
+length and loops as bits go down, and what rescue wins back.
 """
 
 from __future__ import annotations
@@ -12,42 +14,74 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .analysis import measure_run, summarize
-from .compare import compare_runs
-from .report import analysis_table, comparison_table
-from .runs import read_run
-
-PROBLEMS = Path(__file__).resolve().parent / "demo_problems.jsonl"
-MAX_GEN_TOKS = 48
-
-
-def quantize_rtn(source: Path, target: Path, bits: int = 4, group_size: int = 32) -> Path:
-    """Copy a checkpoint with its linear weights rounded to ``bits`` (``qr_adapters.quant`` RTN:
-    asymmetric, per group of ``group_size``; embeddings and the output head stay full precision)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from qr_adapters.quant import RTNSpec, apply_rtn
-
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    apply_rtn(model, RTNSpec(bits=bits, group_size=group_size))
-    model.save_pretrained(target, safe_serialization=True)
-    AutoTokenizer.from_pretrained(source).save_pretrained(target)
-    return target
+DEMO_TASK = "qr_toy"
+DEMO_MODEL = "qr-toy"
+"""The ``model`` of every demo run (run.json): the leaderboard pairs them with the fp32 run."""
+PROBLEMS = 100
+BATCH_SIZE = 50
+GROUP_SIZE = 48
+PRECISIONS = ("fp32", "w8", "w4", "w3", "w2")
+RESCUE = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 16}
+"""Loop rescue of the rescue-on runs (reference: the full-precision model). Toy traces are
+about 110 tokens, so rescue may fire from 16 on instead of qr-hf's default 64."""
+RATES = ("repetition", "loop", "unclosed", "budget_exhausted")
+"""The pathology rates of the summary: a damaged toy model redoes a sum it already had
+(repetition), to the end (loop), never closing its reasoning (unclosed, budget)."""
+GATE_POLICY = {"max_inflation": 1.2, "max_accuracy_drop": 0.06, "max_rates": {"loop": 0.02}}
+"""The README's CI gate thresholds."""
 
 
-def evaluate_qr_math(
-    model_dir: Path,
-    data: Path,
-    output: Path | None = None,
-    max_gen_toks: int = MAX_GEN_TOKS,
-    metadata: dict | None = None,
+@dataclass(frozen=True)
+class DemoRun:
+    """One evaluation of the demo: a precision (``fp32`` or ``w{bits}``), rescue off or on."""
+
+    precision: str
+    rescue: bool
+
+    @property
+    def bits(self) -> int:
+        return 32 if self.precision == "fp32" else int(self.precision[1:])
+
+    @property
+    def quant(self) -> str | None:
+        return None if self.precision == "fp32" else f"rtn-w{self.bits}g{GROUP_SIZE}"
+
+    @property
+    def name(self) -> str:
+        return self.precision + ("-rescue" if self.rescue else "")
+
+    @property
+    def label(self) -> str:
+        """The run.json precision: ``fp32`` marks the baseline; rescue runs are candidates."""
+        return (self.quant or "fp32") + ("+rescue" if self.rescue else "")
+
+
+def demo_runs(precisions: tuple[str, ...] = PRECISIONS) -> list[DemoRun]:
+    """fp32 first (the baseline), then each precision with rescue off and on."""
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or "fp32" not in precisions:
+        from .runs import InputError
+
+        raise InputError("--precisions", f"expected fp32 and any of {', '.join(PRECISIONS[1:])}, got {','.join(precisions)}")
+    ordered = [p for p in PRECISIONS if p in precisions]
+    return [DemoRun(p, rescue) for p in ordered for rescue in (False, True)]
+
+
+def evaluate(
+    model: str,
+    model_args: dict,
+    task: str,
+    output: Path | None,
+    metadata: dict,
+    gen_kwargs: dict | None = None,
+    batch_size: int = 8,
 ) -> dict:
-    """Run qr_math greedily through lm-eval's Python API on a local copy of its data; with
+    """Run ``task`` through lm-eval's Python API with the model's chat template; with
     ``output``, save the run there as ``lm_eval --output_path --log_samples`` would."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -56,26 +90,40 @@ def evaluate_qr_math(
     from lm_eval_tasks import TASKS_DIR
 
     tracker = EvaluationTracker(output_path=str(output)) if output is not None else None
-    manager = TaskManager(
-        include_defaults=False,
-        include_path=str(TASKS_DIR),
-        metadata={"qr_data": str(data), "pretrained": str(model_dir), **(metadata or {})},
-    )
+    manager = TaskManager(include_defaults=False, include_path=str(TASKS_DIR), metadata=metadata)
     results = simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32", "device": "cpu"},
-        tasks=["qr_math"],
+        model=model,
+        model_args=model_args,
+        tasks=[task],
         task_manager=manager,
         apply_chat_template=True,
-        gen_kwargs={"max_gen_toks": max_gen_toks, "do_sample": False},
+        gen_kwargs=gen_kwargs,
         log_samples=True,
-        batch_size=8,
+        batch_size=batch_size,
         evaluation_tracker=tracker,
     )
     if tracker is not None:
         tracker.save_results_aggregated(results=results, samples=results["samples"])
-        tracker.save_results_samples(task_name="qr_math", samples=results["samples"]["qr_math"])
+        tracker.save_results_samples(task_name=task, samples=results["samples"][task])
     return results
+
+
+def evaluate_toy(model_dir: Path, run: DemoRun, directory: Path, problems: int, batch_size: int = BATCH_SIZE) -> Path:
+    """One demo run: ``qr_toy`` with ``qr-hf`` (``quant=``, rescue, side file) saved under
+    ``directory`` with its ``run.json``; returns ``directory``."""
+    from .runs import SIDE_FILE
+
+    args = {"pretrained": str(model_dir), "dtype": "float32", "device": "cpu", "sidecar": str(directory / SIDE_FILE)}
+    if run.quant:
+        args["quant"] = run.quant
+    if run.rescue:
+        args.update(RESCUE, reference=str(model_dir))
+    evaluate("qr-hf", args, DEMO_TASK, directory, {"toy_n": problems, "pretrained": str(model_dir)},
+             batch_size=batch_size)  # fmt: skip
+    (results_file,) = directory.rglob("results_*.json")
+    header = {"name": run.name, "model": DEMO_MODEL, "precision": run.label, "bits": run.bits}
+    (results_file.parent / "run.json").write_text(json.dumps(header))
+    return directory
 
 
 @contextlib.contextmanager
@@ -97,38 +145,147 @@ def _silenced(quiet: bool):
         os.close(saved)
 
 
-def run_demo(out: Path, progress: bool = True) -> None:
-    """Write models, data and two lm-eval runs under ``out``, and print what qr-eval sees.
+def run_demo(
+    out: Path, progress: bool = True, problems: int = PROBLEMS, precisions: tuple[str, ...] = PRECISIONS
+) -> dict:
+    """Evaluate the toy model under ``out/runs``, write ``out/leaderboard`` and the gate's
+    verdict, and print the summary; returns the summary's figures (see :func:`summary_rows`).
 
     ``out`` is made absolute first: the runs name their models (so their tokenizers) by
     path, and must read the same from any directory. ``progress=False`` is ``--quiet``.
     """
-    from qr_adapters.tiny_model import build_tiny_model
+    import qr_adapters.hf  # noqa: F401  (registers qr-hf)
+    from qr_adapters.toy_training import TOY_MODEL_DIR
+
+    from .runs import InputError, read_run
 
     out = out.resolve()
-    if out.exists():
-        shutil.rmtree(out / "runs", ignore_errors=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out must be a directory")
+    if problems < 1:
+        raise InputError("--problems", f"must be an integer >= 1, got {problems}")
+    plan = demo_runs(tuple(precisions))
+    started = time.monotonic()
     runs = {}
-    with _silenced(not progress):
-        full = build_tiny_model(out / "models" / "tiny-fp32")
-        int4 = quantize_rtn(full, out / "models" / "tiny-int4-rtn")
-        data = out / "data" / "qr_math.jsonl"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(PROBLEMS, data)
-        for name, model_dir, precision, bits in (("fp32", full, "fp32", 32), ("int4", int4, "int4-rtn", 4)):
-            runs[name] = out / "runs" / name
-            evaluate_qr_math(model_dir, data, runs[name])
-            (results_file,) = runs[name].rglob("results_*.json")
-            header = {"name": f"tiny-{name}", "model": "tiny-demo", "precision": precision, "bits": bits}
-            (results_file.parent / "run.json").write_text(json.dumps(header))
+    for i, run in enumerate(plan, 1):
+        directory = out / "runs" / run.name
+        _clear(directory)
+        if progress:
+            print(f"[{i}/{len(plan)}] {run.name:<10} {run.label} ...", end="", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        with _silenced(True):
+            runs[run.name] = read_run(evaluate_toy(TOY_MODEL_DIR, run, directory, problems))
+        if progress:
+            print(f" {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
+    figures = write_reports(out, plan, runs, progress)
+    if progress:
+        print(f"demo finished in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return figures
 
-    candidate = read_run(runs["int4"])
-    print(analysis_table(candidate.name, summarize(measure_run(candidate, progress=progress))))
+
+def _clear(directory: Path) -> None:
+    """A fresh run directory (a rerun must not leave two timestamped runs in one folder)."""
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+
+
+def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) -> dict:
+    """The leaderboard, the W4 gate and the printed summary of the demo's runs."""
+    from qr_metrics.files import atomic_write
+
+    from .gate import GatePolicy, gate
+    from .leaderboard import build_leaderboard, write_leaderboard
+    from .report import gate_verdict
+
+    if progress:
+        print("leaderboard and gate ...", file=sys.stderr, flush=True)
+    board = build_leaderboard(list(runs.values()), title="qr-eval demo: the tiny reasoning model on qr_toy",
+                              progress=False)  # fmt: skip
+    written = write_leaderboard(board, out / "leaderboard", plots=_can_plot())
+    candidate = "w4" if "w4" in runs else plan[2].name
+    verdict = gate(runs["fp32"], runs[candidate], GatePolicy(**GATE_POLICY), progress=False)
+    with atomic_write(out / "gate.md") as handle:
+        handle.write(gate_verdict(verdict.as_dict()))
+    rows = summary_rows(board, runs)
+    print(summary_table(rows, board, runs["fp32"].generation[DEMO_TASK]["max_gen_toks"]))
     print()
-    print(comparison_table(compare_runs(read_run(runs["fp32"]), candidate, progress=progress)))
-    print(
-        f"\nThe runs are lm-eval output directories under {out / 'runs'}; try:\n"
-        f"  qr-eval analyze {runs['int4']} --json\n"
-        f"  qr-eval compare {runs['fp32']} {runs['int4']} --json\n"
-        "(a random-weight model: the figures show the pipeline at work, not a real model)"
+    print(_gate_line(verdict))
+    print()
+    print(f"runs (lm-eval output directories): {out / 'runs'}")
+    print(f"leaderboard: {', '.join(p.name for p in written)} in {out / 'leaderboard'}")
+    print(f"gate verdict: {out / 'gate.md'}")
+    print(f"try: qr-eval compare {out / 'runs' / 'fp32'} {out / 'runs' / candidate}")
+    return {"rows": rows, "gate": verdict.as_dict(comparison=False)}
+
+
+def _can_plot() -> bool:
+    try:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+    except ImportError:
+        return False
+    return True
+
+
+def summary_rows(board: dict, runs: dict) -> list[dict]:
+    """Per run: precision, rescue, accuracy, mean reasoning tokens, inflation against fp32
+    (with interval), the :data:`RATES` and samples rescued."""
+    from .analysis import rescue_counts
+
+    rows = []
+    for row in board["rows"]:
+        if row["task"] != "overall":
+            continue
+        run = runs[row["run"]]
+        rescued = rescue_counts([s.side for s in run.samples if s.side is not None])
+        rows.append({
+            "run": row["run"],
+            "precision": row["precision"],
+            "rescue": row["run"].endswith("-rescue"),
+            "n": row["n"],
+            "accuracy": row["accuracy"],
+            "mean_reasoning_tokens": row["mean_length"],
+            "inflation": row["ratio_of_means"],
+            "ratio_is_lower_bound": row["ratio_is_lower_bound"],
+            "rates": {k: row["rates"][k] for k in RATES},
+            "rescued": None if rescued is None else rescued["rescued"],
+        })  # fmt: skip
+    return rows
+
+
+def summary_table(rows: list[dict], board: dict, max_gen_toks: int) -> str:
+    from .report import format_table, interval
+
+    header = ["run", "precision", "rescue", "acc%", "mean tokens", "inflation vs fp32", "repeat%", "loop%",
+              "unclosed%", "budget%", "rescued"]  # fmt: skip
+    body = []
+    for r in rows:
+        pct = {k: "-" if v is None else f"{100 * v:.1f}" for k, v in r["rates"].items()}
+        ratio = "-" if r["inflation"] is None else interval(r["inflation"]) + (" >=" if r["ratio_is_lower_bound"] else "")
+        body.append([
+            r["run"], r["precision"], "on" if r["rescue"] else "off",
+            "-" if r["accuracy"] is None else f"{100 * r['accuracy']['estimate']:.1f}",
+            f"{r['mean_reasoning_tokens']:.1f}", ratio, *(pct[k] for k in RATES),
+            "-" if r["rescued"] is None else str(r["rescued"]),
+        ])  # fmt: skip
+    n = rows[0]["n"] if rows else 0
+    return (
+        f"{DEMO_TASK}, {n} held-out problems; greedy, max_gen_toks {max_gen_toks}; simulated RTN, groups of {GROUP_SIZE}; "
+        f"rescue: {RESCUE['rescue']} (reference: fp32)\n"
+        f"inflation = mean reasoning tokens / fp32's, {100 * board['confidence']:g}% {board['method']} interval\n"
+        + format_table(header, body)
     )
+
+
+def _gate_line(verdict) -> str:
+    """``gate w4 vs fp32: FAIL`` and one indented line per check."""
+    from .report import _threshold
+
+    result = verdict.as_dict(comparison=False)
+    lines = [f"gate {result['candidate']} vs {result['baseline']}: {'PASS' if result['passed'] else 'FAIL'}"]
+    lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['label']} {_threshold(c['kind'], c['threshold'])}: {c['detail']}"
+              for c in result["checks"]]  # fmt: skip
+    return "\n".join(lines)

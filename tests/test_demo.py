@@ -1,16 +1,94 @@
-"""The README's main job: ``qr-eval demo`` runs the whole pipeline offline."""
+"""The README's main job: ``qr-eval demo`` tells the whole story offline (here reduced: a few
+problems, fp32 and W4 only, through the same code)."""
+
+import contextlib
+import io
+import json
+
+import pytest
 
 from qr_leaderboard.cli import main
 from qr_leaderboard.runs import read_run
 
+PROBLEMS = 8
+RUNS = ("fp32", "fp32-rescue", "w4", "w4-rescue")
 
-def test_demo_runs_the_pipeline(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "run: tiny-int4" in out and "ratio_of_means" in out
-    full, int4 = read_run(tmp_path / "runs" / "fp32"), read_run(tmp_path / "runs" / "int4")
-    assert (full.precision, int4.precision, int4.bits) == ("fp32", "int4-rtn", 4)
-    assert len(full.samples) == len(int4.samples) == 8
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The reduced demo's output directory and what it printed."""
+    out = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out), "--quiet", "--problems", str(PROBLEMS), "--precisions", "fp32,w4"])
+    assert code == 0
+    return out, printed.getvalue()
+
+
+def run_cli(capsys, *argv):
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_demo_writes_runs_leaderboard_and_gate(demo):
+    demo = demo[0]
+    for name in RUNS:
+        run = read_run(demo / "runs" / name)
+        assert len(run.samples) == PROBLEMS and run.tasks == ["qr_toy"] and run.model == "qr-toy"
+        assert all(s.side is not None for s in run.samples)  # the side file was read
+    assert read_run(demo / "runs" / "w4-rescue").precision == "rtn-w4g48+rescue"
+    assert read_run(demo / "runs" / "w4").bits == 4
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",
+                 "accuracy_vs_length.png", "inflation_by_bits.svg"):  # fmt: skip
+        assert (demo / "leaderboard" / name).stat().st_size > 0, name
+    assert "qr-eval gate" in (demo / "gate.md").read_text()
+
+
+def test_demo_figures_agree_with_analyze_and_compare(demo, capsys):
+    demo = demo[0]
+    board = json.loads((demo / "leaderboard" / "leaderboard.json").read_text())
+    overall = {row["run"]: row for row in board["rows"] if row["task"] == "overall"}
+    assert set(overall) == set(RUNS)
+    for name in RUNS:
+        analyzed = json.loads(run_cli(capsys, "analyze", demo / "runs" / name, "--json", "--quiet"))["qr_toy"]
+        row = overall[name]
+        assert analyzed["accuracy"] == pytest.approx(row["accuracy"]["estimate"])
+        assert analyzed["reasoning_tokens"]["mean"] == pytest.approx(row["mean_length"])
+        for rate in ("repetition", "loop", "unclosed", "budget_exhausted"):
+            assert analyzed["rates"][rate] == pytest.approx(row["rates"][rate])
+        if name.endswith("-rescue"):
+            assert "rescue" in analyzed
+        if name == "fp32":
+            continue
+        compared = json.loads(run_cli(capsys, "compare", demo / "runs" / "fp32", demo / "runs" / name, "--json", "--quiet"))
+        assert compared["overall"]["ratio_of_means"] == pytest.approx(row["ratio_of_means"])
+        assert compared["overall"]["accuracy"]["delta"] == pytest.approx(row["accuracy_delta"])
+
+
+def test_demo_summary_shows_the_leaderboard_figures_and_the_gate(demo):
+    out, printed = demo
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    lines = {line.split()[0]: line for line in printed.splitlines() if line.split()[:1] and line.split()[0] in RUNS}
+    for row in board["rows"]:
+        line = lines[row["run"]]
+        assert f" {100 * row['accuracy']['estimate']:.1f} " in line
+        assert f" {row['mean_length']:.1f} " in line
+        if row["run"] != "fp32":
+            ratio = row["ratio_of_means"]
+            assert f"{ratio['estimate']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]" in line
+        assert (" on " in line) == row["run"].endswith("-rescue")
+    assert "gate w4 vs fp32: " in printed
+    assert str(out / "leaderboard") in printed
+
+
+def test_demo_refuses_what_it_cannot_run(tmp_path, capsys):
+    for argv in (["--precisions", "w4"], ["--precisions", "fp32,w5"], ["--problems", "0"]):
+        assert main(["demo", "--out", str(tmp_path / "x"), "--quiet", *argv]) == 2
+        assert capsys.readouterr().err.startswith("qr-eval: error: ")
+    assert not (tmp_path / "x").exists()
 
 
 def test_tokenizers_with_the_same_vocabulary_count_alike(tiny_model_factory, tmp_path):

@@ -227,10 +227,12 @@ def test_readme_says_where_run_json_goes_and_what_it_holds():
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """``qr-eval demo --quiet`` as a user runs it: in a folder of their own, a relative --out."""
+    """``qr-eval demo --quiet`` as a user runs it (reduced: 4 problems, fp32 and W4): in a folder
+    of their own, a relative --out."""
     where = tmp_path_factory.mktemp("user")
     done = subprocess.run(
-        [sys.executable, "-m", "qr_leaderboard.cli", "demo", "--out", "qr-demo", "--quiet"],
+        [sys.executable, "-m", "qr_leaderboard.cli", "demo", "--out", "qr-demo", "--quiet",
+         "--problems", "4", "--precisions", "fp32,w4"],
         cwd=where, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -239,11 +241,11 @@ def demo(tmp_path_factory):
 
 def test_demo_runs_count_tokens_from_any_directory(demo, capsys):
     runs = demo[0] / "runs"
-    assert Path(read_run(runs / "int4").tokenizer).is_absolute()
-    code, out, err = cli(capsys, "analyze", runs / "int4", "--json", "--quiet")  # from the checkout, not the demo's folder
+    assert Path(read_run(runs / "w4").tokenizer).is_absolute()
+    code, out, err = cli(capsys, "analyze", runs / "w4", "--json", "--quiet")  # from the checkout, not the demo's folder
     assert code == 0, err
-    assert "reasoning_tokens" in json.loads(out)["qr_math"]
-    code, out, err = cli(capsys, "compare", runs / "fp32", runs / "int4", "--n-resamples", "200", "--quiet")
+    assert "reasoning_tokens" in json.loads(out)["qr_toy"]
+    code, out, err = cli(capsys, "compare", runs / "fp32", runs / "w4", "--n-resamples", "200", "--quiet")
     assert code == 0, err
 
 

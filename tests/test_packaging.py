@@ -23,7 +23,9 @@ def test_wheel_imports_every_package_and_finds_the_tasks(tmp_path):
         "lm_eval_tasks/qr_task.py",
         "qr_adapters/__init__.py",
         "qr_leaderboard/cli.py",
-        "qr_leaderboard/demo_problems.jsonl",
+        "qr_adapters/toy_model/model.safetensors",
+        "qr_adapters/toy_model/tokenizer.json",
+        "lm_eval_tasks/qr_toy/utils.py",
         "qr_metrics/measure.py",
     ):
         assert expected in names, expected

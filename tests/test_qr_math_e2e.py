@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lm_eval_tasks import TASKS_DIR
-from qr_leaderboard.demo import evaluate_qr_math
+from qr_leaderboard.demo import evaluate
 from qr_metrics.pathologies import PATHOLOGIES
 
 METRICS = ("acc", "reasoning_tokens", "answer_tokens", "completion_tokens", "words", "steps", *PATHOLOGIES)
@@ -21,6 +21,18 @@ PROBLEMS = [
     {"problem": "Simplify $\\frac{2}{4}$.", "answer": "\\frac{1}{2}"},
     {"problem": "What is $3 \\cdot 5$?", "answer": "15"},
 ]
+
+
+def evaluate_qr_math(model_dir, data, output=None, max_gen_toks=MAX_GEN_TOKS, metadata=None):
+    """Run qr_math greedily with ``--model hf`` on a local copy of its data (``qr_data``)."""
+    return evaluate(
+        "hf",
+        {"pretrained": str(model_dir), "dtype": "float32", "device": "cpu"},
+        "qr_math",
+        output,
+        {"qr_data": str(data), "pretrained": str(model_dir), **(metadata or {})},
+        gen_kwargs={"max_gen_toks": max_gen_toks, "do_sample": False},
+    )
 
 
 @pytest.fixture(scope="module")
