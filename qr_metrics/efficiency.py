@@ -62,16 +62,18 @@ def token_efficiency(first_correct: float, reasoning: float) -> float:
 
 @lru_cache(maxsize=8)
 def _marker_pattern(markers: tuple[str, ...]) -> re.Pattern:
-    """Whole-word, case-insensitive; longer markers first so "but wait" counts once, not
+    """Whole-word, in lower case; longer markers first so "but wait" counts once, not
     also as "wait"."""
-    phrases = sorted(markers, key=len, reverse=True)
+    phrases = sorted((m.lower() for m in markers), key=len, reverse=True)
     alternatives = (r"\s+".join(map(re.escape, phrase.split())) for phrase in phrases)
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b")
 
 
 def count_markers(text: str, markers: Sequence[str]) -> int:
-    """Self-correction markers ("wait", "hmm", ...) in ``text``, non-overlapping."""
-    return len(_marker_pattern(tuple(markers)).findall(text))
+    """Self-correction markers ("wait", "hmm", ...) in ``text``, non-overlapping, whatever
+    their case. The text is lowered once: a case-sensitive pattern runs about twice as fast
+    as an ``IGNORECASE`` one, and this runs on every sample ``analyze`` reads."""
+    return len(_marker_pattern(tuple(markers)).findall(text.lower()))
 
 
 def per_thousand(count: float, words: float) -> float | None:
