@@ -127,13 +127,11 @@ def evaluate_toy(model_dir: Path, run: DemoRun, directory: Path, problems: int, 
 
 
 @contextlib.contextmanager
-def _silenced(quiet: bool):
-    """With ``quiet``, nothing reaches stderr: lm-eval's, transformers' and datasets' progress
-    bars, logs and warnings, and what lm-eval's ``git describe`` prints outside a checkout
-    (a subprocess, so file descriptor 2 is redirected too, not only ``sys.stderr``)."""
-    if not quiet:
-        yield
-        return
+def _silenced():
+    """Nothing reaches stderr: lm-eval's, transformers' and datasets' progress bars, logs and
+    warnings, and what lm-eval's ``git describe`` prints outside a checkout (a subprocess, so
+    file descriptor 2 is redirected too, not only ``sys.stderr``). The demo's own progress
+    lines stand in for them."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -173,7 +171,7 @@ def run_demo(
         if progress:
             print(f"[{i}/{len(plan)}] {run.name:<10} {run.label} ...", end="", file=sys.stderr, flush=True)
         began = time.monotonic()
-        with _silenced(True):
+        with _silenced():
             runs[run.name] = read_run(evaluate_toy(TOY_MODEL_DIR, run, directory, problems))
         if progress:
             print(f" {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
