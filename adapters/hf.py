@@ -122,7 +122,7 @@ class QRHFLM(HFLM):
         inputs = torch.cat([context[live], plan], dim=1)
         watcher = None
         if self.rescue_params.rescue != "off":
-            watcher = _LoopWatcher(self, inputs.shape[1], plan.cpu().numpy())
+            watcher = _LoopWatcher(self, inputs.shape[1], plan.cpu().numpy(), stop)
             kwargs = {**kwargs, "logits_processor": LogitsProcessorList([watcher])}
         width = inputs.shape[1]
         started = _now(self.device)
@@ -168,18 +168,17 @@ class QRHFLM(HFLM):
             self._model = saved
 
     def _split_new(self, new: torch.Tensor, stop: list[str]) -> tuple[list[list[int]], list[bool]]:
-        """Each row's generated ids up to eos (excluded) or through its first stop sequence."""
+        """Each row's generated ids up to eos (excluded) or through its first stop sequence,
+        whichever comes first: a row that wrote a stop sequence runs on until the whole batch
+        has stopped (lm-eval's criterion), and what it writes after it is not its trace."""
         eos = self.eot_token_id
         out, ended = [], []
         for ids in new.tolist():
-            if eos in ids:
-                out.append(ids[: ids.index(eos)])
-                ended.append(True)
-                continue
-            ids = [t for t in ids if t != self.tokenizer.pad_token_id]
+            at_eos = eos in ids
+            ids = ids[: ids.index(eos)] if at_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
             through = _through_stop(ids, stop, self)
             out.append(ids if through is None else ids[:through])
-            ended.append(through is not None)
+            ended.append(at_eos or through is not None)
         return out, ended
 
 
@@ -225,9 +224,12 @@ def _now(device) -> float:
 
 
 class _LoopWatcher(LogitsProcessor):
-    """Runs the loop detector inside ``generate`` and makes only the looping rows emit eos."""
+    """Runs the loop detector inside ``generate`` and makes only the looping rows emit eos.
 
-    def __init__(self, lm: QRHFLM, start: int, plan: np.ndarray) -> None:
+    A row has ended at eos or at a stop sequence; it is never rescued after that (it may
+    still be generating, until the whole batch stops)."""
+
+    def __init__(self, lm: QRHFLM, start: int, plan: np.ndarray, stop: list[str]) -> None:
         params = lm.rescue_params
         self.params = params
         self.start = start  # input width: generated ids begin here
@@ -236,6 +238,10 @@ class _LoopWatcher(LogitsProcessor):
         close = lm.tok_encode(params.measure.think_close, add_special_tokens=False)
         self.close = close[0] if len(close) == 1 else None
         self.lm = lm
+        eos_text = lm.tok_decode([self.eos], skip_special_tokens=False)
+        self.stop = [s for s in stop if s and s != eos_text]  # eos itself is seen by id
+        # ids looked back over for a stop sequence that began before the checked block (as lm-eval does)
+        self.stop_lookback = max((len(lm.tok_encode(s, add_special_tokens=False)) for s in self.stop), default=0) + 2
         batch = plan.shape[0]
         self.detector = BatchLoopDetector(batch, params.measure)
         if plan.shape[1]:
@@ -248,7 +254,7 @@ class _LoopWatcher(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         n = input_ids.shape[1]
         if n > self.checked and (n - self.start) % self.params.check_every == 0:
-            for row in self._check(input_ids[:, self.checked : n], live=True):
+            for row in self._check(input_ids[:, self.start : n]):
                 self.fired[row] = self._found[row]
             self.checked = n
         stopping = [row for row in self.fired if not self.ended[row]]
@@ -261,16 +267,28 @@ class _LoopWatcher(LogitsProcessor):
     def flush(self, new: torch.Tensor) -> None:
         """Check the ids generated after the last check (rows that ran to the budget)."""
         if self.start + new.shape[1] > self.checked:
-            for row in self._check(new[:, self.checked - self.start :], live=False):
+            for row in self._check(new):
                 self.tail_loops[row] = self._found[row]
 
-    def _check(self, block: torch.Tensor, live: bool) -> list[int]:
-        ids = block.cpu().numpy()
+    def _check(self, generated: torch.Tensor) -> list[int]:
+        """Push the ids generated since the last check (``generated``: all of them so far)."""
+        ids = generated[:, self.checked - self.start :].cpu().numpy()
         onset, period = self.detector.push(ids)
         if self.close is not None:
             self.closed |= (ids == self.close).any(axis=1)
         self.ended |= (ids == self.eos).any(axis=1)
+        if self.stop and not self.ended.all():
+            self.ended |= self._stopped(generated)
         eligible = (onset >= 0) & ~self.closed & ~self.ended
         eligible &= self.detector.length >= self.params.min_reasoning_tokens
         self._found = {int(r): (int(onset[r]), int(period[r])) for r in np.flatnonzero(eligible)}
         return [r for r in self._found if r not in self.fired]
+
+    def _stopped(self, generated: torch.Tensor) -> np.ndarray:
+        """Rows not ended whose ids since the last check (and a few before) hold a stop sequence."""
+        window = generated[:, max(0, self.checked - self.start - self.stop_lookback) :].tolist()
+        stopped = np.zeros(len(window), bool)
+        for row in np.flatnonzero(~self.ended):
+            text = self.lm.tok_decode(window[row], skip_special_tokens=False)
+            stopped[row] = any(s in text for s in self.stop)
+        return stopped

@@ -30,6 +30,7 @@ LOWBIT_ANSWER = "The answer is \\boxed{5}."
 REFERENCE_TAIL = f" So it is 7.{CLOSE}The answer is \\boxed{{7}}."
 PLAN = "First, a plan: add the numbers, then check the sum twice."
 BUDGET = 160
+STOPPED, STOP = "So it is 3. ", "Question:"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,8 @@ def lowbit(tiny_model_dir, tok):
         Rule("LOOPNONE", ids(tok, NO_ANSWER_PREFIX) + ids(tok, BLOCK) * 40),
         Rule("LONG", ids(tok, LONG) + ids(tok, CLOSE + "The answer is \\boxed{2}.")),
         Rule("EASY", ids(tok, EASY)),
+        Rule("STOPSTRING", ids(tok, STOPPED + STOP) + ids(tok, BLOCK) * 40),
+        Rule("STOPTHENEOS", ids(tok, STOPPED + STOP + " And more words.")),
     ])
 
 
@@ -67,13 +70,13 @@ def qr_hf(tiny_model_dir, model, tmp_path, **args) -> QRHFLM:
                   max_length=1024, sidecar=str(tmp_path / "side.jsonl"), **args)
 
 
-def generate(lm, questions: list[str], budget: int = BUDGET) -> list[str]:
+def generate(lm, questions: list[str], budget: int = BUDGET, until: tuple[str, ...] = ()) -> list[str]:
     requests = [
         Instance(
             request_type="generate_until",
             doc={"question": q},
             arguments=(lm.apply_chat_template([{"role": "user", "content": q}]),
-                       {"until": [], "max_gen_toks": budget, "do_sample": False}),
+                       {"until": list(until), "max_gen_toks": budget, "do_sample": False}),
             idx=0,
             metadata=("qr_math", doc_id, 1),
         )
@@ -156,6 +159,27 @@ def test_only_the_looping_row_of_a_batch_is_stopped(tiny_model_dir, tok, lowbit,
     assert records[1].tokens["lowbit"] == len(ids(tok, LONG + CLOSE + "The answer is \\boxed{2}."))
     # The looping row was stopped early: it generated far fewer ids than the budget.
     assert records[0].rescue[0].position + records[0].rescue[0].tokens_cut < len(ids(tok, LONG))
+
+
+def test_a_row_past_its_stop_sequence_is_not_rescued(tiny_model_dir, tok, lowbit, tmp_path):
+    """lm-eval's stop-sequence criterion lets a batch run on until every row has stopped, so
+    the row that wrote its stop sequence keeps generating (here, a loop); what comes after the
+    stop is not its trace, and the watcher must not rescue it nor count it."""
+    lm = qr_hf(tiny_model_dir, lowbit, tmp_path, rescue="commit", check_every=1, min_reasoning_tokens=0)
+    stopped, long = generate(lm, ["STOPSTRING: what is 1+2?", "LONG: what is 1+1?"], until=(STOP,))
+    assert stopped == STOPPED and long == LONG + CLOSE + "The answer is \\boxed{2}."
+    record = side(tmp_path)[0]
+    assert record.rescue == [] and record.finish_reason == record.final_finish_reason == "stop"
+    assert record.tokens["lowbit"] == len(ids(tok, STOPPED + STOP))
+
+
+def test_ids_written_after_a_stop_sequence_are_not_counted(tiny_model_dir, tok, lowbit, tmp_path):
+    """The row writes its stop sequence, goes on while the batch runs, then emits eos."""
+    lm = qr_hf(tiny_model_dir, lowbit, tmp_path)
+    stopped, _ = generate(lm, ["STOPTHENEOS: what is 1+2?", "LONG: what is 1+1?"], until=(STOP,))
+    assert stopped == STOPPED
+    record = side(tmp_path)[0]
+    assert record.finish_reason == "stop" and record.tokens["lowbit"] == len(ids(tok, STOPPED + STOP))
 
 
 def test_min_reasoning_tokens_holds_rescue_back(tiny_model_dir, tok, lowbit, tmp_path):
