@@ -5,6 +5,7 @@ real R1-distill generations (answers stated mid-reasoning, plenty of "Wait")."""
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import numpy as np
@@ -73,6 +74,19 @@ def test_markers_whole_words_any_case_longest_first():
     assert count_markers(text, DEFAULT_PARAMS.reflection_markers) == 8
     assert count_markers(text, ("wait",)) == 3  # "but wait" now counts as its "wait"
     assert count_markers(text, ("awaited",)) == 1
+
+
+def test_markers_count_as_the_plain_word_boundary_pattern_does():
+    """The fast pattern (boundary checked after the first letter) against the textbook one."""
+    rng = random.Random(3)
+    markers = DEFAULT_PARAMS.reflection_markers + ("_x", "-ok", "2nd")
+    pieces = ["wait", "Wait", "await", "but", "but  wait", "hmm", "hmmm", "let me", "double-check", "x", "_x",
+              "-ok", "2nd", "a2nd", "alternatively", ",", ".", " ", "\n", "ß", "é"]
+    plain = re.compile(r"\b(?:" + "|".join(
+        r"\s+".join(map(re.escape, m.split())) for m in sorted(markers, key=len, reverse=True)) + r")\b")
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " ", ", "]) for _ in range(rng.randint(0, 12)))
+        assert count_markers(text, markers) == len(plain.findall(text.lower())), text
 
 
 def test_marker_list_is_a_validated_parameter():
