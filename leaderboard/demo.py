@@ -195,7 +195,7 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) ->
 
     from .gate import GatePolicy, gate
     from .leaderboard import build_leaderboard, write_leaderboard
-    from .report import gate_verdict
+    from .report import gate_summary, gate_verdict
 
     if progress:
         print("leaderboard and gate ...", file=sys.stderr, flush=True)
@@ -209,7 +209,7 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) ->
     rows = summary_rows(board, runs)
     print(summary_table(rows, board, runs["fp32"].generation[DEMO_TASK]["max_gen_toks"]))
     print()
-    print(_gate_line(verdict))
+    print(gate_summary(verdict.as_dict(comparison=False)))
     print()
     print(f"runs (lm-eval output directories): {out / 'runs'}")
     print(f"leaderboard: {', '.join(p.name for p in written)} in {out / 'leaderboard'}")
@@ -276,14 +276,3 @@ def summary_table(rows: list[dict], board: dict, max_gen_toks: int) -> str:
         f"inflation = mean reasoning tokens / fp32's, {100 * board['confidence']:g}% {board['method']} interval\n"
         + format_table(header, body)
     )
-
-
-def _gate_line(verdict) -> str:
-    """``gate w4 vs fp32: FAIL`` and one indented line per check."""
-    from .report import _threshold
-
-    result = verdict.as_dict(comparison=False)
-    lines = [f"gate {result['candidate']} vs {result['baseline']}: {'PASS' if result['passed'] else 'FAIL'}"]
-    lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['label']} {_threshold(c['kind'], c['threshold'])}: {c['detail']}"
-              for c in result["checks"]]  # fmt: skip
-    return "\n".join(lines)

@@ -226,6 +226,15 @@ def gate_verdict(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gate_summary(result: dict[str, Any]) -> str:
+    """The gate's verdict in plain text from ``GateResult.as_dict()``, for a terminal:
+    ``gate w4 vs fp32: PASS``, then one indented line per check."""
+    lines = [f"gate {result['candidate']} vs {result['baseline']}: {'PASS' if result['passed'] else 'FAIL'}"]
+    lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['label']} {_threshold(c['kind'], c['threshold'])}: {c['detail']}"
+              for c in result["checks"]]  # fmt: skip
+    return "\n".join(lines)
+
+
 def selection_report(selection: dict[str, Any]) -> str:
     """Markdown summary of ``Selection.as_dict()``: each candidate's cost and checks."""
     chosen = selection["selected"]

@@ -11,6 +11,7 @@ import pytest
 
 from qr_leaderboard.cli import main
 from qr_leaderboard.gate import GatePolicy, evaluate, load_policy
+from qr_leaderboard.report import gate_summary
 from qr_leaderboard.runs import InputError
 from test_leaderboard_data import FIXTURE_BITS, QUANTIZED, fixture_runs, word_records, write_run
 
@@ -167,6 +168,17 @@ def _comparison(ratio=(1.0, 0.9, 1.1), delta=(-0.02, -0.05, 0.01), rates=None):
             "pathology_rates": {name: {"baseline": None, "candidate": value} for name, value in (rates or {}).items()},
         },
     }
+
+
+def test_gate_summary_is_the_verdict_in_plain_text():
+    policy = GatePolicy(max_inflation=1.05, max_accuracy_drop=0.1)
+    checks = evaluate(_comparison(ratio=(1.0, 0.9, 1.1)), policy)
+    result = {"candidate": "w4", "baseline": "fp32", "passed": False, "checks": [c.as_dict() for c in checks]}
+    lines = gate_summary(result).splitlines()
+    assert lines[0] == "gate w4 vs fp32: FAIL"
+    assert lines[1].startswith("  FAIL  inflation (ratio_of_means), 95% upper bound ≤ 1.05: ")
+    assert lines[2].startswith("  pass  accuracy drop, 95% upper bound ≤ 10 pts: ")
+    assert len(lines) == 3
 
 
 def test_evaluate_bounds_are_inclusive_to_the_last_bit():
