@@ -127,10 +127,14 @@ class SideLog:
     """
 
     def __init__(self, path: str | None) -> None:
-        self.path = path
+        self.path = path or None  # ``sidecar=`` with no value writes none
         self.records: list[dict[str, Any]] = []
         self._repeats: dict[tuple[str, Any], int] = defaultdict(int)
         self._pending: dict[Hashable, deque] = defaultdict(deque)
+
+    @property
+    def recording(self) -> bool:
+        return self.path is not None
 
     def expect(self, requests, key_of: Callable[[str], Hashable]) -> None:
         for request in requests:

@@ -57,7 +57,6 @@ class QRHFLM(HFLM):
             from .quant import apply_rtn
 
             apply_rtn(self.model, spec)
-        self.sidecar = sidecar
         self.reference_model = None
         if self.rescue_params.reference is not None:
             self.reference_model = _load_reference(self.rescue_params.reference, kwargs, self.device)
@@ -76,7 +75,7 @@ class QRHFLM(HFLM):
         super()._create_model(*args, quantization_config=quantization_config or self._bnb_config, **kwargs)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        if self.rescue_params.active or self.sidecar:
+        if self.rescue_params.active or self.side_log.recording:
             self.side_log.expect(requests, key_of=lambda prompt: prompt)
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
         self.side_log.write("" if self.world_size == 1 else f".rank{self.rank}")
@@ -87,7 +86,7 @@ class QRHFLM(HFLM):
         return super().tok_batch_encode(strings, *args, **kwargs)
 
     def _model_generate(self, context, max_length, stop, **kwargs):
-        if not self.rescue_params.active and self.sidecar is None:
+        if not (self.rescue_params.active or self.side_log.recording):
             return super()._model_generate(context, max_length, stop, **kwargs)
         mask = kwargs.pop("attention_mask")
         prompt_ids = [[t for t, keep in zip(ids, m) if keep] for ids, m in zip(context.tolist(), mask.tolist())]

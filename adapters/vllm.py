@@ -66,7 +66,7 @@ class QRVLLM(VLLM):
         if params.active:
             kwargs.setdefault("enable_prefix_caching", True)  # chunked continuations reuse their prefix
         super().__init__(pretrained=pretrained, **kwargs)
-        self.sidecar, self.chunk_tokens = sidecar, chunk_tokens
+        self.chunk_tokens = chunk_tokens
         self.reference_engine = None
         if params.reference is not None:
             self.reference_engine = LLM(**{
@@ -78,14 +78,14 @@ class QRVLLM(VLLM):
     # -- lm-eval hooks -------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        if self.rescue_params.active or self.sidecar:
+        if self.rescue_params.active or self.side_log.recording:
             self.side_log.expect(requests, key_of=lambda prompt: tuple(self.tok_encode(prompt)))
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
         self.side_log.write()
         return completions
 
     def _model_generate(self, requests, generate: bool = False, sampling_params=None):
-        if not generate or not (self.rescue_params.active or self.sidecar):
+        if not generate or not (self.rescue_params.active or self.side_log.recording):
             return super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
         templates = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
         if not self.rescue_params.active:

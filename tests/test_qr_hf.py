@@ -103,6 +103,14 @@ def test_rescue_off_writes_what_plain_hf_writes(tiny_model_dir, tmp_path):
     assert all(r.completion_tokens == r.tokens["lowbit"] == 40 for r in records.values())
 
 
+def test_an_empty_sidecar_argument_records_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    """``sidecar=`` with no value (as ``--model_args`` can pass it) is no side file, not a crash."""
+    monkeypatch.chdir(tmp_path)
+    lm = QRHFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=2, max_length=512, sidecar="")
+    assert len(generate(lm, ["What is 1+1?"], 8)) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_commit_with_answer_cuts_at_the_onset(tiny_model_dir, tok, lowbit, tmp_path):
     lm = qr_hf(tiny_model_dir, lowbit, tmp_path, rescue="commit", check_every=4, min_reasoning_tokens=0)
     (completion,) = generate(lm, ["LOOPANSWER: what is 6*7?"])
