@@ -158,6 +158,28 @@ class SideLog:
                 jsonlines.Writer(handle).write_all(self.records)
 
 
+def through_stop(ids: list[int], stop: list[str], decode: Callable[[list[int]], str]) -> int | None:
+    """Length of the shortest prefix of ``ids`` whose text holds a stop sequence, or None
+    (binary search: a text that holds one goes on holding it as ids are added)."""
+    def holds(n: int) -> bool:
+        text = decode(ids[:n])
+        return any(s and s in text for s in stop)
+
+    if not stop or not holds(len(ids)):
+        return None
+    low, high = 1, len(ids)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if holds(mid) else (mid + 1, high)
+    return low
+
+
+def stop_lookback(stop: list[str], encode: Callable[[str], list[int]]) -> int:
+    """Ids read back, before those just generated, for a stop sequence begun earlier (the
+    stop's own length and 2, as lm-eval's stop criterion reads)."""
+    return max((len(encode(s)) for s in stop if s), default=0) + 2
+
+
 def check_same_vocabulary(pretrained: Any, reference: str) -> None:
     """Planning and fallback splice ids of one model into the other: same vocabulary needed."""
     if not (isinstance(pretrained, str) and isinstance(reference, str)):

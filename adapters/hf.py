@@ -27,7 +27,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from qr_metrics.loops import BatchLoopDetector
 
 from . import control
-from .control import Batch, Engine, SideLog, check_same_vocabulary
+from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_lookback, through_stop
 from .rescue import ModelArgumentError, RescueParams
 
 
@@ -175,7 +175,7 @@ class QRHFLM(HFLM):
         for ids in new.tolist():
             at_eos = eos in ids
             ids = ids[: ids.index(eos)] if at_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
-            through = _through_stop(ids, stop, self)
+            through = through_stop(ids, stop, lambda part: self.tok_decode(part, skip_special_tokens=False))
             out.append(ids if through is None else ids[:through])
             ended.append(at_eos or through is not None)
         return out, ended
@@ -201,21 +201,6 @@ def _load_reference(name: Any, kwargs: dict, device):
     return model.to(device).eval()
 
 
-def _through_stop(ids: list[int], stop: list[str], lm: QRHFLM) -> int | None:
-    """Shortest prefix length whose text holds a stop sequence (binary search), or None."""
-    def holds(n: int) -> bool:
-        text = lm.tok_decode(ids[:n], skip_special_tokens=False)
-        return any(s and s in text for s in stop)
-
-    if not stop or not holds(len(ids)):
-        return None
-    low, high = 1, len(ids)
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (low, mid) if holds(mid) else (mid + 1, high)
-    return low
-
-
 def _now(device) -> float:
     if getattr(device, "type", str(device)) == "cuda":
         torch.cuda.synchronize()
@@ -239,8 +224,7 @@ class _LoopWatcher(LogitsProcessor):
         self.lm = lm
         eos_text = lm.tok_decode([self.eos], skip_special_tokens=False)
         self.stop = [s for s in stop if s and s != eos_text]  # eos itself is seen by id
-        # ids looked back over for a stop sequence that began before the checked block (as lm-eval does)
-        self.stop_lookback = max((len(lm.tok_encode(s, add_special_tokens=False)) for s in self.stop), default=0) + 2
+        self.stop_lookback = stop_lookback(self.stop, lambda s: lm.tok_encode(s, add_special_tokens=False))
         batch = plan.shape[0]
         self.detector = BatchLoopDetector(batch, params.measure)
         if plan.shape[1]:

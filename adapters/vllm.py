@@ -38,7 +38,7 @@ from qr_metrics.loops import BatchLoopDetector, detect_exact_loop
 from qr_metrics.segments import split_reasoning
 
 from . import control
-from .control import Batch, Engine, SideLog, Trace, check_same_vocabulary
+from .control import Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_lookback, through_stop
 
 
 @register_model("qr-vllm")
@@ -176,8 +176,11 @@ class QRVLLM(VLLM):
 
     def _watch_in_chunks(self, batch: Batch, live: list[Trace], template) -> None:
         """Generate ``chunk_tokens`` at a time (continuations of the token prompt) and run the
-        detector between chunks, on every row's new ids."""
+        detector between chunks, on every row's new ids. The engine looks for stop sequences
+        in a chunk's own text, so one split between two chunks is looked for here."""
         detector = {id(row): BatchLoopDetector(1, self.rescue_params.measure) for row in live}
+        stops = [s for s in template.stop if s]
+        lookback = stop_lookback(stops, lambda s: self.tok_encode(s, add_special_tokens=False))
         generated: dict[int, list[int]] = {id(row): [] for row in live}
         for row in live:
             if row.ids:
@@ -190,7 +193,11 @@ class QRVLLM(VLLM):
             still = []
             for row, ids, reason in zip(active, new, reasons):
                 so_far = generated[id(row)]
+                before = len(so_far)
                 so_far += ids
+                if reason != "stop" and stops and any(s in self._decode(so_far[max(0, before - lookback):]) for s in stops):
+                    del so_far[through_stop(so_far, stops, self._decode) or len(so_far):]
+                    ids, reason = so_far[before:], "stop"
                 onset, period = detector[id(row)].push([ids]) if ids else ([-1], [-1])
                 full = row.ids + so_far
                 loop = self._rescuable(row, full, (int(onset[0]), int(period[0])) if onset[0] >= 0 else None)

@@ -19,7 +19,8 @@ from fake_vllm import install
 from lm_eval.api.instance import Instance
 from pytest import MonkeyPatch
 from test_qr_hf import (  # noqa: F401  (fixtures and texts shared with the qr-hf tests)
-    ANSWER_PREFIX, BLOCK, CLOSE, EASY, NO_ANSWER_PREFIX, PLAN, REFERENCE_TAIL, ids, lowbit, reference, tok,
+    ANSWER_PREFIX, BLOCK, CLOSE, EASY, NO_ANSWER_PREFIX, PLAN, REFERENCE_TAIL, STOP, STOPPED, ids, lowbit, reference,
+    tok,
 )
 
 from qr_adapters.rescue import ModelArgumentError
@@ -58,11 +59,11 @@ def qr_vllm(model_dirs, tmp_path, **args):
                   sidecar=str(tmp_path / "side.jsonl"), **args)
 
 
-def generate(lm, questions, budget=BUDGET):
+def generate(lm, questions, budget=BUDGET, until=()):
     requests = [
         Instance("generate_until", {"question": q},
                  (lm.apply_chat_template([{"role": "user", "content": q}]),
-                  {"until": [], "max_gen_toks": budget, "do_sample": False}), 0, metadata=("qr_math", d, 1))
+                  {"until": list(until), "max_gen_toks": budget, "do_sample": False}), 0, metadata=("qr_math", d, 1))
         for d, q in enumerate(questions)
     ]
     return lm.generate_until(requests)
@@ -107,6 +108,21 @@ def test_commit_at_the_onset(engines, model_dirs, tok, tmp_path, monkeypatch, en
         assert len(engine.calls) > 2 and all(p.max_tokens <= 8 for _, ps in engine.calls for p in ps)
         second_prompt = engine.calls[1][0][0]
         assert second_prompt[: len(prompts[0])] == prompts[0] and len(second_prompt) == len(prompts[0]) + 8
+
+
+def test_a_stop_sequence_split_between_chunks_ends_the_row(engines, model_dirs, tok, tmp_path, monkeypatch):
+    """The engine looks for stops in each chunk's text: "Question:" begins in the first
+    chunk of 8 ids and ends in the second, and the loop written after it is not rescued."""
+    monkeypatch.delattr(sys.modules["vllm.sampling_params"], "RepetitionDetectionParams")
+    lm = qr_vllm(model_dirs, tmp_path, rescue="commit", min_reasoning_tokens=0, chunk_tokens=8)
+    assert len(ids(tok, STOPPED)) < 8 < len(ids(tok, STOPPED + STOP))
+    (completion,) = generate(lm, ["STOPSTRING: what is 1+2?"], until=[STOP])
+    assert completion == STOPPED
+    record = side(tmp_path)[0]
+    assert record.rescue == [] and record.finish_reason == "stop"
+    assert record.tokens["lowbit"] == len(ids(tok, STOPPED + STOP))
+    (engine,) = engines.ENGINES
+    assert len(engine.calls) == 2
 
 
 def test_commit_without_answer_and_fallback_with_two_engines(engines, model_dirs, tok, tmp_path):
