@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--problems", type=int, default=PROBLEMS, help=f"held-out qr_toy problems per run (default {PROBLEMS})")
     p.add_argument("--precisions", default=",".join(PRECISIONS),
-                   help="comma-separated: fp32 and any of w8,w4,w3,w2 (default all); each runs with rescue off and on")
+                   help="comma-separated: fp32 and at least one of w8,w4,w3,w2 (default all); each runs with rescue off and on")
 
     p = _verb(
         verbs,

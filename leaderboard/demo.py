@@ -62,12 +62,14 @@ class DemoRun:
 
 
 def demo_runs(precisions: tuple[str, ...] = PRECISIONS) -> list[DemoRun]:
-    """fp32 first (the baseline), then each precision with rescue off and on."""
+    """fp32 first (the baseline), then each precision with rescue off and on; at least one
+    low-bit precision, which the gate judges."""
     unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or "fp32" not in precisions:
+    if unknown or "fp32" not in precisions or len(set(precisions)) < 2:
         from .runs import InputError
 
-        raise InputError("--precisions", f"expected fp32 and any of {', '.join(PRECISIONS[1:])}, got {','.join(precisions)}")
+        raise InputError("--precisions", f"expected fp32 and at least one of {', '.join(PRECISIONS[1:])}, "
+                         f"got {','.join(precisions)}")  # fmt: skip
     ordered = [p for p in PRECISIONS if p in precisions]
     return [DemoRun(p, rescue) for p in ordered for rescue in (False, True)]
 
@@ -206,16 +208,17 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) ->
     verdict = gate(runs["fp32"], runs[candidate], GatePolicy(**GATE_POLICY), progress=False)
     with atomic_write(out / "gate.md") as handle:
         handle.write(gate_verdict(verdict.as_dict()))
+    result = verdict.as_dict(comparison=False)
     rows = summary_rows(board, runs)
     print(summary_table(rows, board, runs["fp32"].generation[DEMO_TASK]["max_gen_toks"]))
     print()
-    print(gate_summary(verdict.as_dict(comparison=False)))
+    print(gate_summary(result))
     print()
     print(f"runs (lm-eval output directories): {out / 'runs'}")
     print(f"leaderboard: {', '.join(p.name for p in written)} in {out / 'leaderboard'}")
     print(f"gate verdict: {out / 'gate.md'}")
     print(f"try: qr-eval compare {out / 'runs' / 'fp32'} {out / 'runs' / candidate}")
-    return {"rows": rows, "gate": verdict.as_dict(comparison=False)}
+    return {"rows": rows, "gate": result}
 
 
 def _can_plot() -> bool:
