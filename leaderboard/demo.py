@@ -155,6 +155,7 @@ def run_demo(
     path, and must read the same from any directory. ``progress=False`` is ``--quiet``.
     """
     import qr_adapters.hf  # noqa: F401  (registers qr-hf)
+    from lm_eval_tasks.qr_toy import utils as toy
     from qr_adapters.toy_training import TOY_MODEL_DIR
 
     from .runs import InputError, read_run
@@ -162,8 +163,10 @@ def run_demo(
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out must be a directory")
-    if problems < 1:
-        raise InputError("--problems", f"must be an integer >= 1, got {problems}")
+    try:
+        toy.check_size(problems, "test")
+    except ValueError as error:
+        raise InputError("--problems", str(error)) from None
     plan = demo_runs(tuple(precisions))
     started = time.monotonic()
     runs = {}

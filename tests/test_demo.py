@@ -85,7 +85,8 @@ def test_demo_summary_shows_the_leaderboard_figures_and_the_gate(demo):
 
 
 def test_demo_refuses_what_it_cannot_run(tmp_path, capsys):
-    for argv in (["--precisions", "w4"], ["--precisions", "fp32,w5"], ["--precisions", "fp32"], ["--problems", "0"]):
+    for argv in (["--precisions", "w4"], ["--precisions", "fp32,w5"], ["--precisions", "fp32"], ["--problems", "0"],
+                 ["--problems", "100000"]):
         assert main(["demo", "--out", str(tmp_path / "x"), "--quiet", *argv]) == 2
         assert capsys.readouterr().err.startswith("qr-eval: error: ")
     assert not (tmp_path / "x").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 
@@ -30,6 +31,16 @@ def test_train_and_test_never_share_a_problem_nor_its_commuted_form():
     assert 0.08 < share < 0.12
     with pytest.raises(ValueError, match="split"):
         utils.problems(0, 1, "dev")
+
+
+def test_asking_for_more_problems_than_a_split_holds_fails_at_once():
+    """(Rejection sampling would otherwise draw forever.) The sizes, counted independently."""
+    pairs = [(a, b) for a in range(100, 1000) for b in range(100, 1000)]
+    test = sum(zlib.crc32(f"{min(p)}+{max(p)}".encode()) % 10 == 0 for p in pairs)
+    assert (utils.split_size("test"), utils.split_size("train")) == (test, len(pairs) - test)
+    for n in (0, test + 1):
+        with pytest.raises(ValueError, match=f"cannot draw {n} distinct test problems: must be between 1 and {test}"):
+            utils.problems(0, n, "test")
 
 
 def test_solution_works_the_columns_checks_and_answers():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 TEST_SEED = 2024
@@ -30,6 +31,23 @@ def split_of(a: int, b: int) -> str:
     return "test" if zlib.crc32(f"{low}+{high}".encode()) % TEST_SHARE == 0 else "train"
 
 
+@lru_cache(maxsize=2)
+def split_size(split: str) -> int:
+    """How many ordered pairs ``split`` holds (81,259 test, 728,741 train)."""
+    return sum(split_of(a, b) == split for a in range(100, 1000) for b in range(100, 1000))
+
+
+_SURELY_AVAILABLE = 10_000
+"""Fewer problems than this are drawn without counting the split (which takes about a
+second; each split holds far more)."""
+
+
+def check_size(n: int, split: str) -> None:
+    """ValueError unless ``split`` holds ``n`` distinct problems (asking for more would draw forever)."""
+    if n < 1 or (n > _SURELY_AVAILABLE and n > split_size(split)):
+        raise ValueError(f"cannot draw {n} distinct {split} problems: must be between 1 and {split_size(split)}")
+
+
 def problems(seed: int, n: int, split: str = "test") -> list[dict[str, Any]]:
     """``n`` distinct problems of ``split``, drawn by ``random.Random(seed)``.
 
@@ -38,6 +56,7 @@ def problems(seed: int, n: int, split: str = "test") -> list[dict[str, Any]]:
     """
     if split not in ("test", "train"):
         raise ValueError(f"split={split!r} is invalid: must be 'test' or 'train'")
+    check_size(n, split)
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
     out = []
