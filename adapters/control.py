@@ -32,12 +32,15 @@ class Engine:
     generate(model, prefixes, budget, phase): new ids per prefix (``model`` is ``lowbit`` or
     ``reference``; generation ends at eos, a stop sequence or ``budget`` ids) and whether each
     ended before its budget; it adds its time to the batch (``Batch.timing``).
+    max_length: the longest prompt + completion the model takes (None: no limit); lm-eval
+    leaves room for the budget only, so a forced close and its answer may need room made.
     """
 
     decode: Callable[[list[int]], str]
     encode: Callable[[str], list[int]]
     generate: Callable[[str, list[list[int]], int, str | None], tuple[list[list[int]], list[bool]]]
     clock: Callable[[], float] = time.perf_counter
+    max_length: int | None = None
 
 
 @dataclass
@@ -136,20 +139,17 @@ class SideLog:
     def recording(self) -> bool:
         return self.path is not None
 
-    def expect(self, requests, key_of: Callable[[str], Hashable]) -> None:
+    def expect(self, requests, key_of: Callable[[Any], Hashable]) -> None:
+        """Note the requests; ``key_of(request)`` is the key the model side will see (for token
+        ids: after the backend's own truncation)."""
         for request in requests:
             doc = (request.task_name, request.doc_id)
-            prompt = request.args[0]
-            self._pending[key_of(prompt)].append(((*doc, self._repeats[doc]), prompt))
+            self._pending[key_of(request)].append(((*doc, self._repeats[doc]), request.args[0]))
             self._repeats[doc] += 1
 
     def take(self, key: Hashable) -> tuple[tuple[str, Any, int], str]:
-        """The (task, doc_id, repeat) and prompt text of the next request with this prompt key;
-        a token key may have been left-truncated to fit the context, so it matches by its end."""
-        queue = self._pending.get(key)
-        if not queue and isinstance(key, tuple):
-            queue = next(q for full, q in self._pending.items() if q and full[-len(key):] == key)
-        return queue.popleft()
+        """The (task, doc_id, repeat) and prompt text of the next request with this prompt key."""
+        return self._pending[key].popleft()
 
     def write(self, suffix: str = "") -> None:
         """All records so far, atomically (a rerun of generate_until rewrites the whole file)."""
@@ -178,6 +178,13 @@ def stop_lookback(stop: list[str], encode: Callable[[str], list[int]]) -> int:
     """Ids read back, before those just generated, for a stop sequence begun earlier (the
     stop's own length and 2, as lm-eval's stop criterion reads)."""
     return max((len(encode(s)) for s in stop if s), default=0) + 2
+
+
+def stop_ids(eos: int | None, config_eos: int | list[int] | None) -> set[int]:
+    """The ids a model's generation stops at by itself: the tokenizer's eos and every eos id of
+    its generation config (Llama 3 and Qwen list several); engines keep the one they stop at."""
+    more = config_eos if isinstance(config_eos, list) else [config_eos]
+    return {i for i in (eos, *more) if i is not None}
 
 
 def check_same_vocabulary(pretrained: Any, reference: str) -> None:
@@ -224,8 +231,11 @@ def rescue(batch: Batch, params: RescueParams, engine: Engine) -> None:
         if trigger is None:
             continue
         cut = row.loop[0] if trigger == "loop" else len(row.ids)
-        reasoning = split_reasoning(engine.decode(row.ids[:cut]), params.measure, row.opened).reasoning
-        choice = choose_rescue(params.rescue, reasoning, grader_for_task(row.task))
+        choice = _choose(row, cut, params, engine)
+        room = _answer_room(row, params, engine, close)
+        if _writes_answer(choice, trigger) and cut > room:
+            cut = room  # the end of the reasoning makes way for the close and the answer
+            choice = _choose(row, cut, params, engine)
         tokens_cut = len(row.ids) - cut
         row.keep(cut)
         row.events.append(RescueEvent(
@@ -239,6 +249,23 @@ def rescue(batch: Batch, params: RescueParams, engine: Engine) -> None:
         if jobs:
             _finish(model, jobs, engine)
     batch.wall["rescue"] = batch.wall.get("rescue", 0.0) + engine.clock() - started
+
+
+def _choose(row: Trace, cut: int, params: RescueParams, engine: Engine) -> Rescue:
+    reasoning = split_reasoning(engine.decode(row.ids[:cut]), params.measure, row.opened).reasoning
+    return choose_rescue(params.rescue, reasoning, grader_for_task(row.task))
+
+
+def _writes_answer(choice: Rescue, trigger: str) -> bool:
+    """Whether the rescue closes the reasoning and has a model write the answer."""
+    return (choice.kind == "commit" and choice.answer is None) or (choice.kind == "fallback" and trigger == "length")
+
+
+def _answer_room(row: Trace, params: RescueParams, engine: Engine, close: list[int]) -> int:
+    """How many completion ids fit before a forced close and ``answer_tokens``."""
+    if engine.max_length is None:
+        return len(row.ids)
+    return max(0, engine.max_length - len(row.prompt) - len(close) - params.answer_tokens)
 
 
 def _trigger(row: Trace, params: RescueParams, engine: Engine) -> str | None:

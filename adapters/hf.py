@@ -14,6 +14,7 @@ one :class:`~qr_metrics.loops.BatchLoopDetector` and makes only the looping rows
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -27,9 +28,10 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from qr_metrics.loops import BatchLoopDetector
 
 from . import control
-from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_lookback, through_stop
+from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_ids, stop_lookback, through_stop
 from .rescue import ModelArgumentError, RescueParams
 
+logger = logging.getLogger(__name__)
 
 @register_model("qr-hf")
 class QRHFLM(HFLM):
@@ -44,7 +46,7 @@ class QRHFLM(HFLM):
             raise ModelArgumentError(str(error)) from None
         if spec is not None and (load_in_4bit or load_in_8bit):
             raise ModelArgumentError(f"quant={quant!r} is invalid: must not be combined with load_in_4bit/8bit")
-        if self.rescue_params.reference is not None:
+        if self.rescue_params.uses_reference:
             check_same_vocabulary(kwargs.get("tokenizer") or pretrained, self.rescue_params.reference)
         self._bnb_config = None
         if load_in_4bit or load_in_8bit:
@@ -58,9 +60,13 @@ class QRHFLM(HFLM):
 
             apply_rtn(self.model, spec)
         self.reference_model = None
-        if self.rescue_params.reference is not None:
+        if self.rescue_params.uses_reference:
             self.reference_model = _load_reference(self.rescue_params.reference, kwargs, self.device)
+        elif self.rescue_params.reference is not None:
+            logger.warning("reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
+                           self.rescue_params.reference)
         self.side_log = SideLog(sidecar)
+        self.stop_ids = stop_ids(self.eot_token_id, self.model.generation_config.eos_token_id)
         self._batch_prompts: list[str] = []
 
     # -- lm-eval hooks -------------------------------------------------------------------------
@@ -76,7 +82,7 @@ class QRHFLM(HFLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         if self.rescue_params.active or self.side_log.recording:
-            self.side_log.expect(requests, key_of=lambda prompt: prompt)
+            self.side_log.expect(requests, key_of=lambda request: request.args[0])
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
         self.side_log.write("" if self.world_size == 1 else f".rank{self.rank}")
         return completions
@@ -97,6 +103,7 @@ class QRHFLM(HFLM):
             encode=lambda text: self.tok_encode(text, add_special_tokens=False),
             generate=lambda model, prefixes, budget, phase: self._generate(model, batch, prefixes, budget, stop, kwargs, phase),
             clock=lambda: _now(self.device),
+            max_length=self.max_length,
         )
         if self.rescue_params.plan_tokens:
             control.plan(batch, self.rescue_params, engine)
@@ -167,14 +174,15 @@ class QRHFLM(HFLM):
             self._model = saved
 
     def _split_new(self, new: torch.Tensor, stop: list[str]) -> tuple[list[list[int]], list[bool]]:
-        """Each row's generated ids up to eos (excluded) or through its first stop sequence,
-        whichever comes first: a row that wrote a stop sequence runs on until the whole batch
-        has stopped (lm-eval's criterion), and what it writes after it is not its trace."""
-        eos = self.eot_token_id
+        """Each row's generated ids up to eos (excluded; any of ``stop_ids``) or through its
+        first stop sequence, whichever comes first: a row that wrote a stop sequence runs on
+        until the whole batch has stopped (lm-eval's criterion), and what it writes after it
+        is not its trace."""
         out, ended = [], []
         for ids in new.tolist():
-            at_eos = eos in ids
-            ids = ids[: ids.index(eos)] if at_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
+            at = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
+            at_eos = at is not None
+            ids = ids[:at] if at_eos else [t for t in ids if t != self.tokenizer.pad_token_id]
             through = through_stop(ids, stop, lambda part: self.tok_decode(part, skip_special_tokens=False))
             out.append(ids if through is None else ids[:through])
             ended.append(at_eos or through is not None)
@@ -219,6 +227,7 @@ class _LoopWatcher(LogitsProcessor):
         self.start = start  # input width: generated ids begin here
         self.checked = start
         self.eos = lm.eot_token_id
+        self.stop_ids = list(lm.stop_ids)
         close = lm.tok_encode(params.measure.think_close, add_special_tokens=False)
         self.close = close[0] if len(close) == 1 else None
         self.lm = lm
@@ -259,7 +268,7 @@ class _LoopWatcher(LogitsProcessor):
         onset, period = self.detector.push(ids)
         if self.close is not None:
             self.closed |= (ids == self.close).any(axis=1)
-        self.ended |= (ids == self.eos).any(axis=1)
+        self.ended |= np.isin(ids, self.stop_ids).any(axis=1)
         if self.stop and not self.ended.all():
             self.ended |= self._stopped(generated)
         eligible = (onset >= 0) & ~self.closed & ~self.ended

@@ -66,9 +66,8 @@ class RescueParams:
         for name in ("check_every", "answer_tokens"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")
-        needs_reference = self.plan_tokens > 0 or self.rescue in ("fallback", "commit_then_fallback")
         _check(
-            self.reference is not None or not needs_reference,
+            self.reference is not None or not self.uses_reference,
             "plan_tokens" if self.plan_tokens > 0 else "rescue",
             self.plan_tokens if self.plan_tokens > 0 else self.rescue,
             "used with reference=<full-precision model>",
@@ -82,6 +81,11 @@ class RescueParams:
     def active(self) -> bool:
         """Whether generation must be watched (a rescue mode) or split (planning)."""
         return self.rescue != "off" or self.plan_tokens > 0
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the reference model is needed (planning or a fallback); else it is not loaded."""
+        return self.plan_tokens > 0 or self.rescue in ("fallback", "commit_then_fallback")
 
     @classmethod
     def pop_model_args(cls, kwargs: dict[str, Any]) -> "RescueParams":

@@ -13,7 +13,8 @@
   ``add_generation_prompt``, ``<|Assistant|><think>\\n``, so a completion holds only
   the closing ``</think>``;
 * a ``LlamaForCausalLM`` (the DeepSeek-R1-Distill-Llama architecture) with random
-  weights (fixed seed), hidden size 64, 2 layers, saved as safetensors. Not Qwen2:
+  weights (fixed seed), hidden size 64, 2 layers, 2 heads of 32 (a head size vLLM's CPU
+  build runs), saved as safetensors. Not Qwen2:
   transformers 5 forces its ``Qwen2Tokenizer`` on ``model_type: qwen2`` and rebuilds the
   pre-tokenizer, so the tokenizer saved here would not be the one that loads.
 
@@ -48,8 +49,8 @@ THINK_TOKENS = [THINK_START, THINK_END]
 VOCAB_SIZE = 800
 HIDDEN = 64
 LAYERS = 2
-HEADS = 4
-KV_HEADS = 2
+HEADS = 2  # head size 32: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ...
+KV_HEADS = 1
 MAX_POSITIONS = 4096
 SUPPRESS = -100.0
 

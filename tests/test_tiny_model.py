@@ -133,7 +133,7 @@ def test_hflm_until_empty_still_stops_at_eos(tiny_model_factory):
 
     assert handle_stop_sequences([], eos=EOS) == [EOS]
     # ... and a row that emits the eos token ends there: text before it, none after.
-    bias = {**default_logit_bias(), EOS: 0.25}
+    bias = {**default_logit_bias(), EOS: 0.15}
     model_dir = tiny_model_factory("sometimes-eos", logit_bias=bias)
     lm = _hflm(model_dir)
     tok = lm.tokenizer
