@@ -172,7 +172,7 @@ BLOCK = "Wait, check it again. "
 LOWBIT_ANSWER = "So: \\boxed{5}"  # what the low-bit writes after a forced close
 EASY = "Easy: two.</think>The answer is \\boxed{2}."
 PLAN = "Plan: sum then verify."
-REFERENCE_TAIL = " So it is 7.</think>Final: \\boxed{7}."
+REFERENCE_TAIL = "Thus 7.</think>Final: \\boxed{7}."
 EARLY_PREFIX = "Ok!"
 LONG_IDS = tuple(range(300, 700))  # a cycle of 400 ids: longer than any loop period, never closed
 END = "<|User|>"  # the low-bit ends its traces with a generation-config eos id, not the tokenizer's
@@ -183,7 +183,8 @@ def build_rescue_pair(root: Path) -> tuple[Path, Path]:
     """(low-bit, reference) checkpoints sharing one tokenizer, for the rescue tests.
 
     Low-bit: [LOOPANSWER] writes ANSWER_PREFIX then BLOCK forever; [LOOPNONE] NO_ANSWER_PREFIX
-    then BLOCK forever, and LOWBIT_ANSWER after a forced close; [EASY] writes EASY; [PLANME]
+    then BLOCK forever, and LOWBIT_ANSWER after a forced close (both start their script
+    after a plan too); [EASY] writes EASY (after a plan too); [PLANME]
     writes EASY after whatever it is handed; [LONG] writes LONG_IDS; [EARLY] writes
     EARLY_PREFIX then BLOCK forever. Reference: [PLANME] writes PLAN, anything else
     REFERENCE_TAIL.
@@ -192,10 +193,10 @@ def build_rescue_pair(root: Path) -> tuple[Path, Path]:
     ids = lambda text: tuple(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     think = tokenizer.convert_tokens_to_ids(THINK_START)
     lowbit = [
-        Script("[LOOPANSWER]", (Chain(think, ids(ANSWER_PREFIX), ids(BLOCK)),)),
-        Script("[LOOPNONE]", (Chain(think, ids(NO_ANSWER_PREFIX), ids(BLOCK)),
+        Script("[LOOPANSWER]", (Chain(think, ids(ANSWER_PREFIX), ids(BLOCK)), Chain(None, ids(ANSWER_PREFIX), ids(BLOCK)))),
+        Script("[LOOPNONE]", (Chain(think, ids(NO_ANSWER_PREFIX), ids(BLOCK)), Chain(None, ids(NO_ANSWER_PREFIX), ids(BLOCK)),
                               Chain(ids(CLOSE)[-1], ids(LOWBIT_ANSWER)))),
-        Script("[EASY]", (Chain(think, ids(EASY)),)),
+        Script("[EASY]", (Chain(think, ids(EASY)), Chain(None, ids(EASY)))),
         Script("[PLANME]", (Chain(None, ids(EASY)),)),
         Script("[LONG]", (Chain(think, (), LONG_IDS),)),
         Script("[EARLY]", (Chain(think, ids(EARLY_PREFIX), ids(BLOCK)),)),

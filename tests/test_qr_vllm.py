@@ -9,6 +9,7 @@ on 2 cores); each test arms them with its own rescue arguments and side file.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -270,3 +271,36 @@ def test_the_fake_engine_stops_where_the_real_one_does(engines, pair, tok):
         (ours,) = fake.generate([{"prompt_token_ids": prompt_ids}], params)
         assert list(ours.outputs[0].token_ids) == list(real.outputs[0].token_ids)
         assert ours.outputs[0].finish_reason == str(real.outputs[0].finish_reason)
+
+
+def test_qr_lm_eval_runs_qr_vllm_with_rescue_and_planning_on_qr_math(pair, tmp_path):
+    """The command line a user runs, on the real engine: qr_math (a local copy), rescue and
+    planning, the side file, then ``qr-eval analyze``."""
+    problems = [("[LOOPANSWER] what is $6 \\cdot 7$?", "42"), ("[LOOPNONE] what is $3 + 4$?", "7"),
+                ("[EASY] what is $1 + 1$?", "2")]
+    data = tmp_path / "math500.jsonl"
+    data.write_text("".join(json.dumps({"problem": p, "answer": a, "solution": "", "subject": "Algebra", "level": 1,
+                                        "unique_id": f"t/{i}"}) + "\n" for i, (p, a) in enumerate(problems)))
+    lowbit, reference = pair
+    sidecar = tmp_path / "side.jsonl"
+    model_args = (f"pretrained={lowbit},reference={reference},rescue=commit_then_fallback,plan_tokens=2,"
+                  f"min_reasoning_tokens=0,dtype=float32,max_model_len={MAX_LEN},enforce_eager=True,"
+                  f"gpu_memory_utilization=0.5,reference_gpu_memory_utilization=0.3,sidecar={sidecar}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from qr_adapters.lm_eval_entry import main; main()", "--model", "qr-vllm",
+         "--model_args", model_args, "--tasks", "qr_math", "--apply_chat_template",
+         "--gen_kwargs", f"max_gen_toks={BUDGET},do_sample=False", "--metadata", json.dumps({"qr_data": str(data)}),
+         "--log_samples", "--output_path", str(tmp_path / "out"), "--batch_size", "3"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r["doc_id"]: SideRecord.from_json(r) for r in map(json.loads, sidecar.read_text().splitlines())}
+    assert all(r.plan_tokens == 2 for r in records.values())
+    assert [[e.kind for e in records[d].rescue] for d in range(3)] == [["commit"], ["fallback"], []]
+    analyzed = subprocess.run([sys.executable, "-m", "qr_leaderboard.cli", "analyze", str(tmp_path / "out"), "--json",
+                               "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert analyzed.returncode == 0, analyzed.stderr[-3000:]
+    summary = json.loads(analyzed.stdout)["qr_math"]
+    assert summary["accuracy"] == 1.0
+    assert (summary["rescue"]["committed"], summary["rescue"]["fell_back"]) == (1, 1)
