@@ -56,9 +56,12 @@ def engines(pair):
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     lowbit, reference = pair
-    return QRVLLM(pretrained=str(lowbit), reference=str(reference), rescue="commit_then_fallback", dtype="float32",
-                  max_model_len=MAX_LEN, enforce_eager=True, batch_size=8, gpu_memory_utilization=0.5,
-                  reference_gpu_memory_utilization=0.3)
+    lm = QRVLLM(pretrained=str(lowbit), reference=str(reference), rescue="commit_then_fallback", dtype="float32",
+                max_model_len=MAX_LEN, enforce_eager=True, batch_size=8, gpu_memory_utilization=0.5,
+                reference_gpu_memory_utilization=0.3)
+    yield lm
+    for engine in (lm.model, lm.reference_engine):  # now, while pytest still captures what they log
+        engine.llm_engine.engine_core.shutdown()
 
 
 @pytest.fixture(params=["engine", "chunks"])
