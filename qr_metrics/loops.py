@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
 from operator import methodcaller
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -212,6 +212,12 @@ def _extend_onset(ids: Sequence[int] | np.ndarray, period: int, s: int) -> int:
 # Exact loops, online
 
 
+_INT16_MAX = int(np.iinfo(np.int16).max)
+
+RowSelection = Union[int, Sequence[int], np.ndarray, slice]
+"""Rows of a :class:`BatchLoopDetector`: a row number, distinct row numbers, or a slice."""
+
+
 class BatchLoopDetector:
     """The exact-loop test run online over a batch of sequences that grow together.
 
@@ -219,64 +225,265 @@ class BatchLoopDetector:
     ``check_every`` tokens), so its cost must be far below a decoding step at serving batch
     sizes: state is the last ``loop_max_period`` ids of each row and one run-length counter
     per (row, period), updated for a whole block of ids with a few vectorised operations.
-    Runs are counted without a cap, so onsets are exact. With no tail slack (a live stream
-    ends where it ends) each row reports what :func:`detect_exact_loop` reports for
-    ``loop_tail_slack=0`` on that row's ids so far.
+    Runs are counted without a cap (in int16 until one nears 32767, then in int32), so
+    onsets are exact. With no tail slack (a live stream ends where it ends) each row reports
+    what :func:`detect_exact_loop` reports for ``loop_tail_slack=0`` on that row's ids so far.
+
+    Rows are also independent slots, for a persistent batch such as vLLM's: ``push(block,
+    rows)`` feeds some rows only (rows may hold different numbers of ids), ``reset(rows)``
+    hands slots to new sequences, ``move`` follows rows that the batch moves or swaps,
+    ``resize`` grows or shrinks the batch, and ``lengths`` counts each row's ids.
+    ``dtype=np.int32`` halves the ids' memory where they fit (token ids).
+
+    Layout: time (or period) by row, sequence by column, so that a step reads and writes
+    whole contiguous rows (twice as fast as the transpose when a decoding step has just
+    flushed the caches). The last ids of every sequence live in a ring written twice over,
+    newest first, at a write position shared by all sequences, so the ids p back, for
+    every period p, are one contiguous block of rows. One id for every sequence, or for
+    sequences 0..m-1 while the ones after them hold no id (a batch kept dense), costs a
+    handful of operations on views; a push to other sequences rewrites their columns of the
+    ring at the shared position. Whatever a sequence's ring held before its first id
+    (zeros, an earlier sequence's ids) is compared like ids: a counted run that reaches back
+    past the sequence's start means that all of its ids match back to the start, so the
+    true run is the counted one capped at ``length - period``. The cap is applied where runs
+    are read, in the rare steps where some run is long enough, not on every push.
     """
 
-    def __init__(self, batch: int, params: MeasureParams = DEFAULT_PARAMS) -> None:
+    def __init__(self, batch: int, params: MeasureParams = DEFAULT_PARAMS, dtype: np.dtype | type = np.int64) -> None:
         self.params = params
         self.batch = batch
+        self.dtype = np.dtype(dtype)
         self._periods = np.arange(params.loop_min_period, params.loop_max_period + 1)
+        # Reads of runs work in int32: (periods x rows) temporaries of int64 cost several times more.
+        self._periods32 = self._periods.astype(np.int32)
         # r + p >= k * p; the window does not bind because loop_window >= k * loop_max_period.
-        self._min_run = (params.loop_min_copies - 1) * self._periods
+        self._min_run = (params.loop_min_copies - 1) * self._periods32
+        self._first_run = int(self._min_run[0])  # no shorter run qualifies at any period
+        self._span = params.loop_min_copies * self._periods  # ids that k copies need
+        self._rows = np.arange(batch)
         self.reset()
 
-    def reset(self) -> None:
-        """Forget every id seen (new sequences start)."""
-        self._history = np.zeros((self.batch, self.params.loop_max_period), dtype=np.int64)
-        self._runs = np.zeros((self.batch, len(self._periods)), dtype=np.int64)
-        self.length = 0
+    @property
+    def length(self) -> int:
+        """Ids seen by the longest row: by every row, while rows are only pushed together."""
+        return int(self.lengths.max()) if self.batch else 0
 
-    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add ``block`` (batch x k ids, the next k of every row).
+    def reset(self, rows: RowSelection | None = None) -> None:
+        """Forget every id seen (new sequences start), or only the ids of ``rows`` (new
+        sequences take those slots)."""
+        pmax = self.params.loop_max_period
+        if rows is None:
+            # Sequence b's last pmax ids are ring[phase : phase + pmax, b], newest first; every
+            # id is written at rows c and c + pmax, c one before the previous id's.
+            self._ring = np.zeros((2 * pmax, self.batch), dtype=self.dtype)
+            self._phase = 0
+            # Run lengths, period x sequence: int16 (half the memory traffic) until a run gets
+            # near its limit, then int32 (see _widen).
+            self._runs = np.zeros((len(self._periods), self.batch), dtype=np.int16)
+            self._top = 0  # no run is longer
+            self.lengths = np.zeros(self.batch, dtype=np.int64)  # ids seen, per row
+            self._live_end = 0  # rows from here on hold no id
+            self._none: dict[int, np.ndarray] = {}  # m -> read-only -1s, the usual answer
+            return
+        sel, _ = self._select(rows)
+        self._runs[:, sel] = 0
+        self.lengths[sel] = 0
+        self._set_live_end()
 
-        Returns ``(onset, period)``, one entry per row, of the loop each row now ends in
-        (earliest onset, ties to the smallest period); -1 in both where a row ends in none.
+    def resize(self, batch: int) -> None:
+        """Hold ``batch`` rows: rows below both sizes keep their state, new rows are empty.
+        (A persistent batch that grows; state sized to the rows in use is faster to read.)"""
+        keep = min(batch, self.batch)
+        ring, runs, lengths, phase = self._ring, self._runs, self.lengths, self._phase
+        self.batch = batch
+        self._rows = np.arange(batch)
+        self.reset()
+        self._phase = phase  # the kept rows' ids are where they were
+        self._runs = self._runs.astype(runs.dtype, copy=False)
+        self._top = max(self._top, int(runs[:, :keep].max(initial=0)))
+        self._ring[:, :keep] = ring[:, :keep]
+        self._runs[:, :keep] = runs[:, :keep]
+        self.lengths[:keep] = lengths[:keep]
+        self._set_live_end()
+
+    def move(self, src: RowSelection, dst: RowSelection) -> None:
+        """Rows ``dst`` take the state of rows ``src``, as vLLM's persistent batch moves and
+        swaps requests. Every source row is read before any row is written, so
+        ``move([a, b], [b, a])`` swaps two rows; a source row that is not also a destination
+        keeps its state until it is reset."""
+        _, src = self._select(src)
+        _, dst = self._select(dst)
+        self._ring[:, dst] = self._ring[:, src]
+        self._runs[:, dst] = self._runs[:, src]
+        self.lengths[dst] = self.lengths[src]
+        self._set_live_end()
+
+    def push(self, block: np.ndarray, rows: RowSelection | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``block`` (batch x k ids, the next k of every row; with ``rows``, one row of
+        k ids for each of those rows, which must be distinct).
+
+        Returns ``(onset, period)``, one entry per row of ``block``, of the loop each row now
+        ends in (earliest onset, ties to the smallest period); -1 in both where a row ends in
+        none. When no row ends in a loop, both are the same read-only array (``onset is
+        period`` tells it without looking).
+
+        Fastest with one id for every row, or for ``slice(0, m)`` while the rows after m hold
+        no id (a batch kept dense).
         """
-        block = np.asarray(block, dtype=np.int64).reshape(self.batch, -1)
+        if rows is None:
+            sel, m = slice(0, self.batch), self.batch
+        elif isinstance(rows, slice) and not rows.start and rows.step in (None, 1):
+            m = self.batch if rows.stop is None else max(0, min(rows.stop, self.batch))
+            sel = slice(0, m)
+        else:
+            sel, index = self._select(rows)
+            m = len(index)
+        ready = isinstance(block, np.ndarray) and block.dtype == self.dtype and block.ndim == 2
+        if not (ready and block.shape[0] == m):
+            block = np.asarray(block, dtype=self.dtype).reshape(m, -1)
         k = block.shape[1]
+        if k == 1 and isinstance(sel, slice) and sel.start == 0 and m >= self._live_end:
+            return self._push_column(block[:, 0], m)
+        if m == 0 or k == 0:
+            return self._found(self._runs[:, sel], self.lengths[sel])
+        self._widen(k)
+        pmax, phase = self.params.loop_max_period, self._phase
+        runs = self._runs[:, sel]  # a view when sel is a slice, else a copy written back below
+        last = self._ring[phase : phase + pmax, sel][::-1].T  # oldest first
+        newest = self._block_runs(last, block, runs.T)[:, ::-1].T  # pmax x m, newest first
+        # The new last ids at the shared position, and the other copy of each, pmax away.
+        self._ring[phase : phase + pmax, sel] = newest
+        self._ring[phase + pmax :, sel] = newest[: pmax - phase]
+        self._ring[:phase, sel] = newest[pmax - phase :]
+        if not isinstance(sel, slice):
+            self._runs[:, sel] = runs
+        self.lengths[sel] += k
+        last_row = sel.stop if isinstance(sel, slice) else int(index.max()) + 1
+        self._live_end = max(self._live_end, last_row)
+        return self._found(runs, self.lengths[sel])
+
+    def _push_column(self, ids: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """``push`` of one id to rows 0..m-1 while the rows after them hold no id: a few
+        operations on contiguous rows of the state (the empty rows' ids are written nowhere
+        and need not be)."""
+        self._widen(1)
+        phase = self._phase
         pmin, pmax = self.params.loop_min_period, self.params.loop_max_period
-        history = np.concatenate([self._history, block], axis=1)
+        runs = self._runs[:, :m]
+        runs += 1
+        # The ids p back, for p = pmin .. pmax: ring rows phase + p - 1.
+        runs *= self._ring[phase + pmin - 1 : phase + pmax, :m] == ids
+        phase = self._phase = phase - 1 if phase else pmax - 1
+        self._ring[phase, :m] = ids
+        self._ring[phase + pmax, :m] = ids
+        lengths = self.lengths[:m]
+        lengths += 1
+        self._live_end = max(self._live_end, m)
+        return self._found(runs, lengths)
+
+    def _block_runs(self, last: np.ndarray, block: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """Updates ``runs`` (m x periods, in place) for ``block`` (k ids per row) given each
+        row's ``last`` pmax ids; returns the rows' last pmax ids after the block."""
+        pmin, pmax = self.params.loop_min_period, self.params.loop_max_period
+        m, k = block.shape
+        history = np.concatenate([last, block], axis=1)
         # earlier[b, j, t] = id[n + t - p_j] of row b = history[b, pmax - pmin - j + t]: a
         # strided view (built directly, np.lib.stride_tricks costs more than the compare).
-        rows, step = history.strides
+        step_row, step = history.strides
         earlier = np.ndarray(
-            (self.batch, len(self._periods), k), np.int64, history,
-            offset=(pmax - pmin) * step, strides=(rows, -step, step),
+            (m, len(self._periods), k), self.dtype, history,
+            offset=(pmax - pmin) * step, strides=(step_row, -step, step),
         )
         match = earlier == block[:, None, :]
-        if self.length < pmax:  # ids before the start never match
-            match &= (self.length + np.arange(k))[None, :] >= self._periods[:, None]
-        if k == 1:
-            self._runs += 1
-            self._runs *= match[:, :, 0]
-        else:
-            mismatch = ~match
-            since = np.argmax(mismatch[:, :, ::-1], axis=2)  # matches after the last mismatch
-            self._runs = np.where(mismatch.any(axis=2), since, self._runs + k)
-        self._history = history[:, k:]
-        self.length += k
-        ok = self._runs >= self._min_run
-        none = np.full(self.batch, -1)
+        # A run goes on only where the block's last id matches (few (row, period) pairs in a
+        # varied sequence): there it is the matches after the block's last mismatch, or all
+        # k added to the run before it. Elsewhere it is 0.
+        row, at = np.nonzero(match[:, :, -1])
+        mismatch = ~match[row, at]
+        since = np.argmax(mismatch[:, ::-1], axis=1)
+        going = np.where(mismatch.any(axis=1), since, runs[row, at] + k)
+        runs[:] = 0
+        runs[row, at] = going
+        return history[:, k:]
+
+    def _found(self, runs: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(onset, period) per row from its runs (periods x rows) and its length (``ends``)."""
+        m = len(ends)
+        none = self._none.get(m)
+        if none is None:
+            none = self._none[m] = np.full(m, -1)
+            none.flags.writeable = False
+        if not m:
+            return none, none
+        top = int(runs.max())
+        if top > self._top:
+            self._top = top
+        if top < self._first_run:
+            return none, none
+        ok = runs >= self._min_run[:, None]
+        if m == 1:
+            return self._found_one(runs[:, 0], ok[:, 0], int(ends[0]), none)
+        hit = np.flatnonzero(ok.any(axis=0))  # the rows that hold a long enough run
+        if not hit.size:
+            return none, none
+        if len(hit) < m:
+            ok, runs, ends = ok[:, hit], runs[:, hit], ends[hit]
+        # The true run is min(run, end - p) (see the class doc): it qualifies when the counted
+        # one does and end >= k * p; then run + p, where the copies reach back to, is capped
+        # at end. Only short rows need the first, only runs past a row's start the second.
+        if ends.min() < self._span[-1]:
+            ok &= self._span[:, None] <= ends
+        # onset = end - (run + period): the earliest has the largest reach (0: no copies);
+        # the first row holding the maximum is the smallest period.
+        reach = runs + self._periods32[:, None]
+        reach *= ok
+        top = reach.max(axis=0)
+        if (top > ends).any():
+            np.minimum(reach, ends, out=reach, casting="unsafe")
+            top = reach.max(axis=0)
+        best = (reach == top).argmax(axis=0)
+        found = top > 0
+        onset, period = np.full(m, -1), np.full(m, -1)
+        onset[hit] = np.where(found, ends - top, -1)
+        period[hit] = np.where(found, self._periods[best], -1)
+        return onset, period
+
+    def _widen(self, k: int) -> None:
+        """Runs in int32 before a push of ``k`` ids could take one past int16's range."""
+        if self._top + k > _INT16_MAX and self._runs.dtype == np.int16:
+            self._runs = self._runs.astype(np.int32)
+
+    def _found_one(
+        self, runs: np.ndarray, ok: np.ndarray, end: int, none: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_found`` for one row (the streaming detector's case), with scalars where it can."""
         if not ok.any():
             return none, none
-        onsets = np.where(ok, self.length - self._runs - self._periods, self.length)
-        best = np.argmin(onsets, axis=1)  # the first minimum: the smallest period
-        found = ok[np.arange(self.batch), best]
-        onset = np.where(found, onsets[np.arange(self.batch), best], -1)
-        period = np.where(found, self._periods[best], -1)
-        return onset, period
+        if end < self._span[-1]:
+            ok &= self._span <= end
+        reach = np.where(ok, runs + self._periods32, np.int32(-1))
+        best = int(reach.argmax())
+        top = int(reach[best])
+        if top > end:
+            reach = np.minimum(reach, end)
+            best = int(reach.argmax())
+            top = int(reach[best])
+        if top < 0:
+            return none, none
+        return np.array([end - top]), self._periods[best : best + 1].copy()
+
+    def _select(self, rows: RowSelection) -> tuple[slice | np.ndarray, np.ndarray]:
+        """``rows`` as an index into the state (a slice stays a view) and as row numbers."""
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(self.batch)
+            if step == 1:
+                return slice(start, max(start, stop)), self._rows[start:stop]
+        index = np.atleast_1d(self._rows[rows])  # negative rows count from the end, as in numpy
+        return index, index
+
+    def _set_live_end(self) -> None:
+        live = np.flatnonzero(self.lengths)
+        self._live_end = int(live[-1]) + 1 if live.size else 0
 
 
 _EXTEND_BLOCK = 256

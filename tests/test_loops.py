@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -450,3 +451,191 @@ def test_batch_detector_rows_are_independent():
     loop, varied = np.tile(np.arange(4), 10), np.arange(40)
     onset, period = BatchLoopDetector(2).push(np.stack([varied, loop]))
     assert onset.tolist() == [-1, 0] and period.tolist() == [-1, 4]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact loops, online over a persistent batch (rows that join, leave and move, as in vLLM)
+
+
+def _expected(ids, params):
+    """What a row should report: detect_exact_loop without tail slack, as (onset, period)."""
+    tail = detect_exact_loop(np.asarray(ids, dtype=np.int64), replace(params, loop_tail_slack=0))
+    return (-1, -1) if tail is None else (tail.onset, tail.period)
+
+
+def _sequences(seed: int, count: int, alphabet: int = 6):
+    """Sequences long enough to outlive many steps: noise, then mostly a loop, then noise."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        block = rng.integers(0, alphabet, int(rng.integers(1, 30)))
+        yield np.concatenate([
+            rng.integers(0, alphabet, int(rng.integers(0, 60))),
+            np.tile(block, int(rng.integers(1, 15))),
+            rng.integers(0, alphabet, int(rng.integers(0, 40))),
+        ])
+
+
+def test_persistent_batch_rows_match_batch_detection():
+    """Random joins, resets, one-way moves, swaps and pushes of any size to any rows: every
+    pushed row reports what detect_exact_loop (no slack) reports for its sequence so far."""
+    rng = np.random.default_rng(21)
+    for trial in range(12):
+        pmax = int(rng.choice([8, 33]))
+        params = MeasureParams(
+            loop_min_period=int(rng.integers(1, 5)),
+            loop_max_period=pmax,
+            loop_min_copies=int(rng.choice([3, 4])),
+            loop_window=4 * pmax,
+        )
+        batch = int(rng.integers(1, 7))
+        detector = BatchLoopDetector(batch, params, dtype=np.int32 if trial % 2 else np.int64)
+        source = _sequences(100 + trial, 10_000)
+        slots = [next(source) for _ in range(batch)]  # each row's sequence
+        seen = [0] * batch  # ids of it pushed so far
+        for _ in range(150):
+            action = rng.random()
+            if action < 0.1:  # a new sequence takes some slots
+                rows = rng.choice(batch, int(rng.integers(1, batch + 1)), replace=False)
+                detector.reset(rows if rng.random() < 0.5 else [int(r) for r in rows])
+                for row in rows:
+                    slots[row], seen[row] = next(source), 0
+            elif action < 0.2:  # rows move or swap (all sources read before any write)
+                src = rng.permutation(batch)[: int(rng.integers(1, batch + 1))]
+                dst = rng.permutation(src) if rng.random() < 0.5 else rng.choice(batch, len(src), replace=False)
+                detector.move(src, dst)
+                moved = [(slots[s], seen[s]) for s in src]
+                for d, (sequence, count) in zip(dst, moved):
+                    slots[d], seen[d] = sequence, count
+            else:  # push k ids to some rows (all rows, a slice, an array, one row)
+                k = int(rng.choice([1, 1, 1, 2, 5, 40]))
+                form = rng.integers(0, 4)
+                if form == 0:
+                    rows, selection = list(range(batch)), None
+                elif form == 1:
+                    start = int(rng.integers(0, batch))
+                    stop = int(rng.integers(start + 1, batch + 1))
+                    rows, selection = list(range(start, stop)), slice(start, stop)
+                elif form == 2:
+                    rows = [int(r) for r in rng.choice(batch, int(rng.integers(1, batch + 1)), replace=False)]
+                    selection = np.array(rows)
+                else:
+                    rows = [int(rng.integers(0, batch))]
+                    selection = rows[0]
+                for row in rows:  # a sequence that runs out is followed by a fresh one
+                    if seen[row] + k > len(slots[row]):
+                        slots[row] = np.concatenate([slots[row], next(source), next(source)])
+                block = np.stack([slots[row][seen[row] : seen[row] + k] for row in rows])
+                onset, period = detector.push(block, selection)
+                for j, row in enumerate(rows):
+                    seen[row] += k
+                    assert (onset[j], period[j]) == _expected(slots[row][: seen[row]], params)
+            assert detector.lengths.tolist() == seen
+
+
+def test_new_sequence_in_a_slot_forgets_the_old_one():
+    detector = BatchLoopDetector(2, NO_SLACK)
+    noise = np.arange(100, 170)
+    detector.push(np.stack([np.concatenate([noise[:50], [1, 2, 3, 4] * 5]), noise]))
+    assert detector.push(np.array([[1], [7]]))[0].tolist() == [50, -1]
+    detector.reset(0)
+    assert detector.lengths.tolist() == [0, 71] and detector.length == 71
+    # The slot's history is gone: the old copies of [1, 2, 3, 4] count for nothing.
+    onset, _ = detector.push(np.array([[2, 3, 4, 1, 2, 3, 4]]), rows=[0])
+    assert onset.tolist() == [-1]
+    onset, period = detector.push(np.array([[1, 2, 3, 4, 1]]), rows=0)
+    assert (onset.tolist(), period.tolist()) == ([0], [4])
+    assert detector.lengths.tolist() == [12, 71]
+
+
+def test_rows_follow_moves_and_swaps():
+    """vLLM's condense moves the last row into a hole; its reordering swaps two rows."""
+    rng = np.random.default_rng(22)
+    loop = np.concatenate([rng.integers(100, 200, 30), np.tile([1, 2, 3, 4, 5, 6], 20)])
+    varied = rng.integers(100, 200, len(loop))
+    other = np.concatenate([rng.integers(100, 200, 70), np.tile([7, 8, 9, 10], 25)])
+    detector = BatchLoopDetector(3, NO_SLACK)
+    detector.push(np.stack([varied[:60], loop[:60], other[:60]]))
+    detector.move([0, 1], [1, 0])  # swap: row 0 now holds the loop, row 1 the varied ids
+    onset, period = detector.push(np.stack([loop[60:80], varied[60:80]]), rows=slice(0, 2))
+    assert (onset.tolist(), period.tolist()) == ([_expected(loop[:80], NO_SLACK)[0], -1], [6, -1])
+    detector.move(2, 1)  # one way: row 2 (behind in time) fills the hole at row 1
+    assert detector.lengths.tolist() == [80, 60, 60]
+    onset, period = detector.push(other[60:150][None], rows=[1])
+    assert (onset[0], period[0]) == _expected(other[:150], NO_SLACK) == (70, 4)
+    # Rows at different lengths go on together, one id each, read through one gather.
+    for i in range(150, 160):
+        onset, period = detector.push(np.array([[loop[i - 70]], [other[i]]]), rows=[0, 1])
+        assert (onset[1], period[1]) == _expected(other[: i + 1], NO_SLACK)
+    assert (onset[0], period[0]) == _expected(loop[:90], NO_SLACK)
+
+
+def test_rows_pushed_in_any_order_and_none():
+    detector = BatchLoopDetector(3, NO_SLACK)
+    ids = np.tile([1, 2, 3, 4], 3)
+    onset, _ = detector.push(np.stack([ids, ids + 10]), rows=[2, 0])
+    assert onset.tolist() == [0, 0] and detector.lengths.tolist() == [12, 0, 12]
+    onset, period = detector.push(np.zeros((0, 1), np.int64), rows=[])
+    assert onset.shape == period.shape == (0,)
+    with pytest.raises(IndexError):
+        detector.push(np.array([[1]]), rows=[3])
+
+
+def test_dense_batch_rows_match_batch_detection():
+    """Rows kept dense, as qr-eval's vLLM watch keeps them: sequences join at the end (the
+    detector grows when full, and shrinks now and then), a leaving one is replaced by the
+    last row (a one-way move), rows 0..m-1 take one id each per step as ``slice(0, m)``,
+    and now and then a joining one brings ids of its own."""
+    rng = np.random.default_rng(23)
+    params = MeasureParams(loop_max_period=24, loop_window=96)
+    detector = BatchLoopDetector(1, params, dtype=np.int32)
+    source = _sequences(200, 10_000)
+    rows: list[list] = []  # [sequence, ids pushed]
+    for step in range(600):
+        if rows and rng.random() < 0.05:  # one leaves; the last row fills its place
+            gone = int(rng.integers(len(rows)))
+            last = len(rows) - 1
+            if gone != last:
+                detector.move(last, gone)
+                rows[gone] = rows[last]
+            detector.reset(last)
+            rows.pop()
+        while len(rows) < 8 and rng.random() < 0.1:  # one joins at the end, maybe with ids
+            sequence, at = next(source), len(rows)
+            if at == detector.batch:
+                detector.resize(2 * at)
+            detector.reset(at)
+            head = int(rng.choice([0, 0, 0, 3, 40]))
+            if head:
+                onset, period = detector.push(sequence[None, :head], rows=at)
+                assert (onset[0], period[0]) == _expected(sequence[:head], params)
+            rows.append([sequence, head])
+        if rows and rng.random() < 0.02:
+            detector.resize(len(rows))
+        if not rows:
+            continue
+        for row in rows:
+            if row[1] + 1 > len(row[0]):
+                row[0] = np.concatenate([row[0], next(source)])
+        block = np.array([[sequence[seen]] for sequence, seen in rows])
+        onset, period = detector.push(block, rows=slice(0, len(rows)))
+        for j, row in enumerate(rows):
+            row[1] += 1
+            assert (onset[j], period[j]) == _expected(row[0][: row[1]], params), (step, j)
+    assert detector.lengths[: len(rows)].tolist() == [seen for _, seen in rows]
+
+
+def test_runs_past_32767_ids_stay_exact():
+    """Runs are counted in int16 until one nears its range, then in int32."""
+    noise = list(range(1000, 1100))
+    ids = noise + [1, 2, 3, 4, 5] * 6600  # a run of 32_995 matches at period 5
+    detector = StreamingLoopDetector(NO_SLACK)
+    assert detector.extend(ids[:32_700]) == detect_exact_loop(ids[:32_700], NO_SLACK)
+    for n in range(32_701, 32_901):  # one id at a time across the limit
+        assert detector.push(ids[n - 1]) == detect_exact_loop(ids[:n], NO_SLACK)
+    assert detector._batch._runs.dtype == np.int32
+    tail = detector.extend(ids[32_900:])
+    assert tail == detect_exact_loop(ids, NO_SLACK) and tail.onset == 100 and tail.period == 5
+    batch = BatchLoopDetector(2, NO_SLACK)
+    batch.push(np.stack([ids, ids[::-1]]))  # one block of 33_100 ids
+    onset, period = batch.push(np.array([[1], [7]]))
+    assert onset.tolist() == [100, -1] and period.tolist() == [5, -1]
