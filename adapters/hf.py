@@ -29,7 +29,8 @@ from qr_metrics.loops import BatchLoopDetector
 
 from . import control
 from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_ids, stop_lookback, through_stop
-from .rescue import ModelArgumentError, RescueParams
+from .quant import quant_model_argument
+from .rescue import RescueParams
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,7 @@ class QRHFLM(HFLM):
     def __init__(self, pretrained: Any, sidecar: str | None = None, quant: str | None = None,
                  load_in_4bit: bool = False, load_in_8bit: bool = False, **kwargs: Any) -> None:
         self.rescue_params = RescueParams.pop_model_args(kwargs)
-        try:
-            spec = _quant_spec(quant)
-        except ValueError as error:
-            raise ModelArgumentError(str(error)) from None
-        if spec is not None and (load_in_4bit or load_in_8bit):
-            raise ModelArgumentError(f"quant={quant!r} is invalid: must not be combined with load_in_4bit/8bit")
+        spec = quant_model_argument(quant, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit)
         if self.rescue_params.uses_reference:
             check_same_vocabulary(kwargs.get("tokenizer") or pretrained, self.rescue_params.reference)
         self._bnb_config = None
@@ -187,14 +183,6 @@ class QRHFLM(HFLM):
             out.append(ids if through is None else ids[:through])
             ended.append(at_eos or through is not None)
         return out, ended
-
-
-def _quant_spec(quant: str | None):
-    if not quant:
-        return None
-    from .quant import parse_quant
-
-    return parse_quant(quant)
 
 
 def _load_reference(name: Any, kwargs: dict, device):

@@ -5,22 +5,44 @@ RTN here is *simulated* quantization: every covered weight is replaced by the va
 b-bit code dequantizes to, and stays in the model's dtype. It needs no kernel and no
 calibration data, so any checkpoint can be measured at any bit width, and it isolates what
 rounding alone does to reasoning: the baseline that GPTQ and AWQ are compared against.
+
+The same rounding can be written out as a checkpoint (:func:`quantize_checkpoint`, the
+``qr-eval quantize`` verb), so that any engine serves it: ``qr-vllm``'s ``quant=`` writes one
+once to a cache (:func:`cached_quantized_checkpoint`) and serves that.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import importlib.util
 import inspect
+import json
+import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from .rescue import MissingExtra
+from .rescue import MissingExtra, ModelArgumentError
+
+logger = logging.getLogger(__name__)
 
 BITS = (2, 3, 4, 8)
 """Bit widths :class:`RTNSpec` accepts."""
 
 _QUANT = re.compile(r"rtn-w([1-9][0-9]*)g([1-9][0-9]*)")
+
+SIMULATED_KEY = "qr_eval_simulated_quantization"
+"""The ``config.json`` key that notes what a written checkpoint simulates (not
+``quantization_config``: its weights are ordinary full-precision tensors that every loader reads)."""
+
+CACHE_ENV = "QR_EVAL_CACHE"
+"""Environment variable naming qr-eval's cache directory (default ``$XDG_CACHE_HOME/qr-eval``,
+else ``~/.cache/qr-eval``); simulated checkpoints go under its ``quantized/``."""
 
 # quant_method of a pre-quantized checkpoint -> (modules transformers needs to load it, extra)
 _CHECKPOINT_LIBRARIES = {
@@ -73,6 +95,22 @@ def parse_quant(spec: str) -> RTNSpec:
         f"quant={spec!r} is invalid: expected rtn-w{{{','.join(map(str, BITS))}}}g{{G}} "
         "with G a positive group size"
     )
+
+
+def quant_model_argument(quant: str | None, **excluded: Any) -> RTNSpec | None:
+    """The ``quant=`` model argument read (None when not given), or ``ModelArgumentError`` in
+    one line: a bad spec, or a given one beside any truthy ``excluded`` argument
+    (``quantization='awq'``: RTN rounds a full-precision checkpoint)."""
+    if quant is None or quant == "":
+        return None
+    try:
+        spec = parse_quant(quant)
+    except ValueError as error:
+        raise ModelArgumentError(str(error)) from None
+    clashes = [f"{name}={value!r}" for name, value in excluded.items() if value]
+    if clashes:
+        raise ModelArgumentError(f"quant={quant!r} is invalid: must not be combined with {', '.join(clashes)}")
+    return spec
 
 
 def apply_rtn(model: Any, spec: RTNSpec) -> int:
@@ -128,6 +166,151 @@ def rtn_weight(weight: Any, bits: int, group_size: int) -> Any:
     codes = ((groups / scale).round() + zero).clamp(0, top)
     rounded = torch.where(scale > 0, (codes - zero) * scale, groups)
     return rounded.reshape(weight.shape).to(weight.dtype)
+
+
+def write_quantized_checkpoint(model: Any, out: str | Path, spec: RTNSpec, *, tokenizer: Any = None,
+                               source: str | None = None) -> Path:
+    """Round ``model`` in place with :func:`apply_rtn` and save it, with ``tokenizer`` (and so
+    its chat template) and the model's generation config, as a checkpoint at ``out``.
+
+    The weights are safetensors in the model's dtype, and ``config.json`` notes what was
+    simulated under :data:`SIMULATED_KEY` (the spec, its fields, ``source``). The files are
+    written into a temporary directory beside ``out``, renamed to ``out`` at the end, so an
+    interrupted write leaves no checkpoint at ``out``. ``out`` must not exist or be an empty
+    directory (``FileExistsError`` otherwise, also when another writer got there first); a
+    layer that cannot be grouped raises ``ValueError`` before anything is written.
+    """
+    out = Path(out)
+    _check_free(out)
+    rounded = apply_rtn(model, spec)
+    setattr(model.config, SIMULATED_KEY, {
+        "method": "rtn", "spec": spec.name, "bits": spec.bits, "group_size": spec.group_size,
+        "skip_embeddings": spec.skip_embeddings, "skip_lm_head": spec.skip_lm_head,
+        "weights_rounded": rounded, "source": source,
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; checkpoints are for sharing
+        try:
+            os.rename(tmp, out)  # replaces an empty directory, never a full one
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FileExistsError(errno.EEXIST, "exists and is not empty", str(out)) from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_free(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(errno.EEXIST, "exists and is not empty", str(out))
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(errno.EEXIST, "exists and is not a directory", str(out))
+
+
+def quantize_checkpoint(source: str, out: str | Path, spec: RTNSpec, *, revision: str | None = None,
+                        trust_remote_code: bool = False, progress: Callable[[str], None] | None = None) -> Path:
+    """Load ``source`` (a local checkpoint directory or a Hub id) in its own dtype with its
+    tokenizer, and :func:`write_quantized_checkpoint` it to ``out``; return ``out``.
+
+    ``out`` is checked before the model loads. A model that cannot be loaded, or a layer
+    ``spec`` cannot group, is a one-line ``ValueError``; ``progress`` gets one line per step.
+    """
+    say = progress or (lambda line: None)
+    out = Path(out)
+    _check_free(out)
+    local = Path(source).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"{source}: not a checkpoint directory")
+    if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
+        raise ValueError(f"{source}: no such directory")
+    say(f"loading {source}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        options = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **options)
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{source}: cannot load a causal LM and its tokenizer: {_first_line(error)}") from None
+    say(f"rounding the weights ({spec.name}, {str(model.dtype).removeprefix('torch.')}); writing {out}")
+    return write_quantized_checkpoint(model, out, spec, tokenizer=tokenizer,
+                                      source=str(local.resolve()) if local.is_dir() else source)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def quantized_cache_dir() -> Path:
+    """Where :func:`cached_quantized_checkpoint` writes: ``$QR_EVAL_CACHE/quantized``, by default
+    ``${XDG_CACHE_HOME:-~/.cache}/qr-eval/quantized``."""
+    root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "qr-eval"
+    return Path(root).expanduser() / "quantized"
+
+
+def cached_quantized_checkpoint(source: str, spec: RTNSpec, *, revision: str | None = None,
+                                trust_remote_code: bool = False) -> Path:
+    """The :func:`quantize_checkpoint` of ``source`` under :func:`quantized_cache_dir`, written
+    on first use and reused after (``qr-vllm``'s ``quant=``).
+
+    Its directory is ``<model>-<spec>-<hash>``: the hash covers the spec and the source's
+    identity (a local directory's absolute path and its files' names, sizes and modification
+    times; a Hub id's revision and resolved snapshot), so an edited checkpoint gets a new
+    entry. A model or layer problem is a one-line ``ModelArgumentError``.
+    """
+    try:
+        name, identity = _source_identity(source, revision)
+    except (OSError, ValueError) as error:
+        raise ModelArgumentError(f"{source}: cannot find the checkpoint: {_first_line(error)}") from None
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[-80:] or "model"
+    digest = hashlib.sha256(json.dumps([repr(spec), identity]).encode()).hexdigest()[:12]
+    out = quantized_cache_dir() / f"{name}-{spec.name}-{digest}"
+    if _notes(out, spec):
+        logger.info("%s of %s: reusing %s", spec.name, source, out)
+        return out
+    if out.exists():  # not one of ours, or damaged: the writes below are atomic
+        logger.warning("%s is not a complete %s checkpoint: writing it again", out, spec.name)
+        shutil.rmtree(out)
+    try:
+        return quantize_checkpoint(source, out, spec, revision=revision, trust_remote_code=trust_remote_code,
+                                   progress=logger.info)
+    except FileExistsError:
+        if _notes(out, spec):  # another process wrote it meanwhile
+            return out
+        raise
+    except ValueError as error:  # names the model, or the spec and the layer
+        raise ModelArgumentError(str(error)) from None
+
+
+def _source_identity(source: str, revision: str | None) -> tuple[str, list]:
+    """(a readable name, what identifies the checkpoint's contents)."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(local.iterdir()) if f.is_file()]
+        return local.resolve().name, [str(local.resolve()), files]
+    from transformers.utils import cached_file
+
+    config = cached_file(source, "config.json", revision=revision)  # .../snapshots/<commit>/config.json
+    return source.replace("/", "--"), [source, revision, str(config)]
+
+
+def _notes(out: Path, spec: RTNSpec) -> bool:
+    """Whether ``out`` holds a checkpoint written for ``spec`` (its config.json notes it)."""
+    try:
+        note = json.loads((out / "config.json").read_text()).get(SIMULATED_KEY) or {}
+    except (OSError, ValueError):
+        return False
+    return note.get("spec") == spec.name
 
 
 def _require(modules: tuple[str, ...], extra: str, purpose: str) -> None:

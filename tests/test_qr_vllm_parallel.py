@@ -82,7 +82,7 @@ def test_a_reference_nothing_uses_is_not_loaded(pair, built):
 @pytest.mark.parametrize(
     ("args", "named"),
     [({"rescue": "commit", "data_parallel_size": 2}, "data_parallel_size=2"), ({"chunk_tokens": 0}, "chunk_tokens=0"),
-     ({"rescue": "fallback"}, "rescue='fallback'"),
+     ({"rescue": "fallback"}, "rescue='fallback'"), ({"watch": "sometimes"}, "watch='sometimes'"),
      ({"rescue": "fallback", "reference": "/r", "reference_gpu_memory_utilization": 1.5}, "1.5")],
 )
 def test_bad_arguments_fail_before_an_engine_starts(built, args, named):

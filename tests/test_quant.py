@@ -15,8 +15,10 @@ from qr_adapters.quant import (
     apply_rtn,
     check_checkpoint_libraries,
     parse_quant,
+    quant_model_argument,
     quantization_kwargs,
 )
+from qr_adapters.rescue import ModelArgumentError
 from qr_adapters.tiny_model import SUPPRESS, training_corpus
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -136,6 +138,18 @@ def test_rtn_spec_names_parameter_value_and_range(kwargs, message):
     with pytest.raises(ValueError) as error:
         RTNSpec(**kwargs)
     assert str(error.value) == message
+
+
+def test_quant_model_argument_is_one_line_and_excludes_other_quantization():
+    """What qr-vllm checks before any engine starts."""
+    assert quant_model_argument(None) is None and quant_model_argument("") is None
+    assert quant_model_argument("rtn-w3g32", quantization=None) == RTNSpec(3, 32)
+    with pytest.raises(ModelArgumentError) as error:
+        quant_model_argument("rtn-w5g32")
+    assert str(error.value) == "quant='rtn-w5g32' is invalid: expected rtn-w{2,3,4,8}g{G} with G a positive group size"
+    with pytest.raises(ModelArgumentError) as error:
+        quant_model_argument("rtn-w3g32", quantization="awq")
+    assert str(error.value) == "quant='rtn-w3g32' is invalid: must not be combined with quantization='awq'"
 
 
 # -- apply_rtn ---------------------------------------------------------------------------------
