@@ -34,6 +34,7 @@ from .rescue import RescueParams
 
 logger = logging.getLogger(__name__)
 
+
 @register_model("qr-hf")
 class QRHFLM(HFLM):
     """An ``HFLM`` whose generations may be planned by, rescued by and handed to a reference."""
