@@ -14,7 +14,6 @@ one :class:`~qr_metrics.loops.BatchLoopDetector` and makes only the looping rows
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -31,9 +30,6 @@ from . import control
 from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_ids, stop_lookback, through_stop
 from .quant import quant_model_argument
 from .rescue import RescueParams
-
-logger = logging.getLogger(__name__)
-
 
 @register_model("qr-hf")
 class QRHFLM(HFLM):
@@ -59,9 +55,8 @@ class QRHFLM(HFLM):
         self.reference_model = None
         if self.rescue_params.uses_reference:
             self.reference_model = _load_reference(self.rescue_params.reference, kwargs, self.device)
-        elif self.rescue_params.reference is not None:
-            logger.warning("reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
-                           self.rescue_params.reference)
+        else:
+            self.rescue_params.warn_if_reference_unused()
         self.side_log = SideLog(sidecar)
         self.stop_ids = stop_ids(self.eot_token_id, self.model.generation_config.eos_token_id)
         self._batch_prompts: list[str] = []

@@ -9,6 +9,7 @@ replay`` applies to logged traces too.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -86,6 +87,13 @@ class RescueParams:
     def uses_reference(self) -> bool:
         """Whether the reference model is needed (planning or a fallback); else it is not loaded."""
         return self.plan_tokens > 0 or self.rescue in ("fallback", "commit_then_fallback")
+
+    def warn_if_reference_unused(self) -> None:
+        """A reference nothing uses is not loaded: say so rather than ignore it silently."""
+        if self.reference is not None and not self.uses_reference:
+            logging.getLogger("qr_adapters").warning(
+                "reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
+                self.reference)
 
     @classmethod
     def pop_model_args(cls, kwargs: dict[str, Any]) -> "RescueParams":

@@ -29,7 +29,6 @@ Token ids, finish reasons and timings go to the side file (lm-eval's wrapper kee
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -88,8 +87,6 @@ from .control import (  # noqa: E402
     Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_ids, stop_lookback, through_stop,
 )
 
-logger = logging.getLogger(__name__)
-
 WATCHES = ("processor", "engine", "chunks")
 """How the low-bit engine is watched (``watch=``): qr-eval's detector as a logits processor in
 the engine, vLLM's own ``repetition_detection``, or chunked continuations with the detector
@@ -130,9 +127,8 @@ class QRVLLM(VLLM):
             _check_memory_shares(kwargs, reference_args)
             check_same_vocabulary(kwargs.get("tokenizer") or pretrained, params.reference)
             kwargs.setdefault("gpu_memory_utilization", round(0.9 - reference_args["gpu_memory_utilization"], 4))
-        elif params.reference is not None:
-            logger.warning("reference=%s is not loaded: only rescue=fallback|commit_then_fallback and plan_tokens use it",
-                           params.reference)
+        else:
+            params.warn_if_reference_unused()
         if params.active:
             kwargs.setdefault("enable_prefix_caching", True)  # continuations reuse their prefix
         for name in [pretrained] + ([params.reference] if params.uses_reference else []):
@@ -247,8 +243,7 @@ class QRVLLM(VLLM):
                                          [batch.budget - len(r.ids) for r in live], template, "generate",
                                          extra_args=watches)
         for row, ids, reason in zip(live, new, reasons):
-            tail = detect_exact_loop(row.ids + ids, replace(m, loop_tail_slack=0))
-            loop = self._rescuable(row, row.ids + ids, tail and (tail.onset, tail.period))
+            loop = self._loop_at_end(row, row.ids + ids)
             stopped = reason == "stop" and loop is not None
             row.low_bit_ended(ids, reason == "stop" and not stopped, loop, stopped_at_loop=stopped)
 
@@ -275,8 +270,7 @@ class QRVLLM(VLLM):
                 got = got + ids
                 loop = None
                 if reason != "stop":
-                    tail = detect_exact_loop(row.ids + got, replace(m, loop_tail_slack=0))
-                    loop = self._rescuable(row, row.ids + got, tail and (tail.onset, tail.period))
+                    loop = self._loop_at_end(row, row.ids + got)
                 if reason == "repetition" and loop is None:
                     closed = not split_reasoning(self._decode(row.ids + got), m, row.opened).unclosed
                     resume.append((row, got, None if closed else detection))
@@ -317,6 +311,11 @@ class QRVLLM(VLLM):
                 else:
                     still.append(row)
             active = still
+
+    def _loop_at_end(self, row: Trace, ids: list[int]) -> tuple[int, int] | None:
+        """The loop a finished engine call's ids end in, when a rescue may act on it."""
+        tail = detect_exact_loop(ids, replace(self.rescue_params.measure, loop_tail_slack=0))
+        return self._rescuable(row, ids, tail and (tail.onset, tail.period))
 
     def _rescuable(self, row: Trace, ids: list[int], loop: tuple[int, int] | None) -> tuple[int, int] | None:
         """The loop, when a rescue may act on it: late enough, and inside the reasoning."""
