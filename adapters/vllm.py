@@ -32,7 +32,6 @@ import importlib.metadata
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -79,13 +78,8 @@ from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.models.utils import maybe_truncate  # noqa: E402
 from vllm import LLM, TokensPrompt  # noqa: E402
 
-from qr_metrics.loops import BatchLoopDetector, detect_exact_loop  # noqa: E402
-from qr_metrics.segments import split_reasoning  # noqa: E402
-
-from . import control  # noqa: E402
-from .control import (  # noqa: E402
-    Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_ids, stop_lookback, through_stop,
-)
+from .control import Batch, Engine, SideLog, Trace, check_same_vocabulary, stop_ids, stop_lookback  # noqa: E402
+from .watches import Watch, run_watched  # noqa: E402
 
 WATCHES = ("processor", "engine", "chunks")
 """How the low-bit engine is watched (``watch=``): qr-eval's detector as a logits processor in
@@ -206,27 +200,29 @@ class QRVLLM(VLLM):
         engine = Engine(decode=self._decode, encode=lambda text: self.tok_encode(text, add_special_tokens=False),
                         generate=lambda model, prefixes, budget, phase: self._generate(
                             model, batch, prefixes, budget, template, phase), max_length=self.max_length)
-        if params.plan_tokens:
-            control.plan(batch, params, engine)
-        live = [row for row in batch.rows if not row.done]
-        if params.rescue == "off":
-            new, ended = engine.generate("lowbit", [r.prompt + r.ids for r in live], batch.budget - len(live[0].ids),
-                                         "generate") if live else ([], [])
-            for row, ids, done in zip(live, new, ended):
-                row.low_bit_ended(ids, done, None, stopped_at_loop=False)
-        elif self.watch == "processor":
-            self._watch_by_processor(batch, live, template)
-        elif self.watch == "engine":
-            self._watch_by_engine(batch, live, template)
-        else:
-            self._watch_in_chunks(batch, live, template)
-        if params.rescue != "off":
-            control.rescue(batch, params, engine)
+        watch = Watch(params, self._decode, lambda prefixes, budgets, detections: self._engine_call(
+            "lowbit", batch, prefixes, budgets, template, "generate", detections))
+        run_watched(batch, params, engine, lambda live: self._watch(watch, batch, live, template))
         close = self.tok_encode(params.measure.think_close, add_special_tokens=False)
         self.side_log.records.extend(batch.records(close))
         return [self._decode(row.ids) for row in batch.rows]
 
-    def _watch_by_processor(self, batch: Batch, live: list[Trace], template) -> None:
+    def _watch(self, watch: Watch, batch: Batch, live: list[Trace], template) -> None:
+        """The low-bit rows, generated under ``watch=``'s way of watching them."""
+        m = self.rescue_params.measure
+        if self.watch == "processor":
+            self._watch_by_processor(watch, batch, live, template)
+        elif self.watch == "engine":
+            from vllm.sampling_params import RepetitionDetectionParams
+
+            watch.by_engine(live, batch.budget, RepetitionDetectionParams(
+                max_pattern_size=m.loop_max_period, min_pattern_size=m.loop_min_period, min_count=m.loop_min_copies))
+        else:
+            stops = [s for s in template.stop if s]
+            lookback = stop_lookback(stops, lambda s: self.tok_encode(s, add_special_tokens=False))
+            watch.in_chunks(live, batch.budget, self.chunk_tokens, stops, lookback)
+
+    def _watch_by_processor(self, watch: Watch, batch: Batch, live: list[Trace], template) -> None:
         """qr-eval's detector runs inside the engine (``qr_adapters.vllm_watch``), on every
         step of every watched request, and makes a looping one emit eos; back here the same
         detector finds the onset on the returned ids (the processor stops a request exactly
@@ -243,88 +239,9 @@ class QRVLLM(VLLM):
                                          [batch.budget - len(r.ids) for r in live], template, "generate",
                                          extra_args=watches)
         for row, ids, reason in zip(live, new, reasons):
-            loop = self._loop_at_end(row, row.ids + ids)
+            loop = watch.loop_at_end(row, row.ids + ids)
             stopped = reason == "stop" and loop is not None
             row.low_bit_ended(ids, reason == "stop" and not stopped, loop, stopped_at_loop=stopped)
-
-    def _watch_by_engine(self, batch: Batch, live: list[Trace], template) -> None:
-        """The engine stops looping requests (finish reason ``repetition``); the detector finds
-        the onset. A stop qr-eval would not rescue yet (before ``min_reasoning_tokens``) is
-        resumed, still watched (vLLM looks for repetition in a request's own output only, so
-        it stops it again a few copies later), and one after the reasoning closed is resumed
-        unwatched. The engine reports ``length`` when the budget's last id completes a loop
-        (it checks the budget first), so a row at its budget is looked at too."""
-        from vllm.sampling_params import RepetitionDetectionParams
-
-        m = self.rescue_params.measure
-        detection = RepetitionDetectionParams(max_pattern_size=m.loop_max_period, min_pattern_size=m.loop_min_period,
-                                              min_count=m.loop_min_copies)
-        pending = [(row, [], detection) for row in live]  # (row, ids so far, its detection)
-        while pending:
-            new, reasons = self._engine_call(
-                "lowbit", batch, [r.prompt + r.ids + got for r, got, _ in pending],
-                [batch.budget - len(r.ids) - len(got) for r, got, _ in pending], template, "generate",
-                [watch for _, _, watch in pending])
-            resume = []
-            for (row, got, watch), ids, reason in zip(pending, new, reasons):
-                got = got + ids
-                loop = None
-                if reason != "stop":
-                    loop = self._loop_at_end(row, row.ids + got)
-                if reason == "repetition" and loop is None:
-                    closed = not split_reasoning(self._decode(row.ids + got), m, row.opened).unclosed
-                    resume.append((row, got, None if closed else detection))
-                    continue
-                row.low_bit_ended(got, reason == "stop", loop, stopped_at_loop=reason == "repetition")
-            pending = resume
-
-    def _watch_in_chunks(self, batch: Batch, live: list[Trace], template) -> None:
-        """Generate ``chunk_tokens`` at a time (continuations of the token prompt) and run the
-        detector between chunks, on every row's new ids. The engine looks for stop sequences
-        in a chunk's own text, so one split between two chunks is looked for here."""
-        detector = {id(row): BatchLoopDetector(1, self.rescue_params.measure) for row in live}
-        stops = [s for s in template.stop if s]
-        lookback = stop_lookback(stops, lambda s: self.tok_encode(s, add_special_tokens=False))
-        generated: dict[int, list[int]] = {id(row): [] for row in live}
-        for row in live:
-            if row.ids:
-                detector[id(row)].push([row.ids])
-        active = list(live)
-        while active:
-            budgets = [min(self.chunk_tokens, batch.budget - len(r.ids) - len(generated[id(r)])) for r in active]
-            new, reasons = self._engine_call("lowbit", batch, [r.prompt + r.ids + generated[id(r)] for r in active],
-                                             budgets, template, "generate")
-            still = []
-            for row, ids, reason in zip(active, new, reasons):
-                so_far = generated[id(row)]
-                before = len(so_far)
-                so_far += ids
-                if reason != "stop" and stops and any(s in self._decode(so_far[max(0, before - lookback):]) for s in stops):
-                    del so_far[through_stop(so_far, stops, self._decode) or len(so_far):]
-                    ids, reason = so_far[before:], "stop"
-                onset, period = detector[id(row)].push([ids]) if ids else ([-1], [-1])
-                full = row.ids + so_far
-                loop = self._rescuable(row, full, (int(onset[0]), int(period[0])) if onset[0] >= 0 else None)
-                at_budget = len(full) >= batch.budget
-                if reason == "stop" or loop is not None or at_budget:
-                    row.low_bit_ended(so_far, reason == "stop", loop, stopped_at_loop=loop is not None and not at_budget)
-                else:
-                    still.append(row)
-            active = still
-
-    def _loop_at_end(self, row: Trace, ids: list[int]) -> tuple[int, int] | None:
-        """The loop a finished engine call's ids end in, when a rescue may act on it."""
-        tail = detect_exact_loop(ids, replace(self.rescue_params.measure, loop_tail_slack=0))
-        return self._rescuable(row, ids, tail and (tail.onset, tail.period))
-
-    def _rescuable(self, row: Trace, ids: list[int], loop: tuple[int, int] | None) -> tuple[int, int] | None:
-        """The loop, when a rescue may act on it: late enough, and inside the reasoning."""
-        params = self.rescue_params
-        if loop is None or len(ids) < params.min_reasoning_tokens:
-            return None
-        if not split_reasoning(self._decode(ids), params.measure, row.opened).unclosed:
-            return None
-        return loop
 
     # -- generation ------------------------------------------------------------------------------
 
