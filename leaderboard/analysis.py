@@ -201,7 +201,7 @@ def reasoning_figures(
         }
     spread = None
     if graded:
-        spread = repeat_spread([(m.sample.task, str(m.sample.doc_id)) for m in items], [m.sample.repeat for m in items], correct)
+        spread = repeat_spread([m.sample.key[:2] for m in items], [m.sample.repeat for m in items], correct)
     return {
         "budget_accuracy": budget,
         "efficiency": efficiency,

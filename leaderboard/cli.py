@@ -32,16 +32,30 @@ def _analyze(args: argparse.Namespace) -> int:
     import jsonlines
 
     from .analysis import measure_run, summarize
-    from qr_metrics.files import atomic_write
+    from qr_metrics.files import output_file
     from .report import analysis_table
 
     (run,) = read_runs(args, [args.run])
     measured = measure_run(run, tokenizer=args.tokenizer, progress=not args.quiet)
     summary = summarize(measured)
     if args.per_sample:
-        with atomic_write(args.per_sample) as handle:
+        with output_file(args.per_sample) as handle:
             jsonlines.Writer(handle).write_all(m.as_record() for m in measured)
     _print_result(args, summary, lambda: analysis_table(run.name, summary))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert, write_traces
+
+    if args.out != "-" and Path(args.out).resolve() == Path(args.file).resolve():
+        raise InputError("--out", f"{args.out!r} is the input file: inputs are never modified")
+    result = convert(args.file, task=args.task, progress=not args.quiet)
+    write_traces(result.records, args.out)
+    if not args.quiet:
+        tasks = ", ".join(sorted({r["task"] for r in result.records}))
+        print(f"qr-eval: {args.file} ({result.shape}): {len(result.records)} records, task {tasks} -> {args.out}",
+              file=sys.stderr)
     return 0
 
 
@@ -65,14 +79,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_config(args: argparse.Namespace):
+    from qr_metrics.params import ParameterError
     from qr_metrics.stats import BootstrapConfig
 
     try:
         return BootstrapConfig(
             confidence=args.confidence, n_resamples=args.n_resamples, method=args.method, seed=args.seed
         )
-    except ValueError as error:
-        raise InputError("command line", str(error)) from None
+    except ParameterError as error:  # each field is the flag of the same name
+        raise InputError(f"--{error.field.replace('_', '-')}", error.problem) from None
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -135,7 +150,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace):
-    from .gate import GatePolicy, PolicyError, load_policy, policy_with
+    from .gate import POLICY_THRESHOLDS, GatePolicy, PolicyError, load_policy, policy_with
 
     rates: dict[str, float] = {}
     for text in args.max_rate or []:
@@ -158,12 +173,16 @@ def _policy(args: argparse.Namespace):
             min_budget_auc=args.min_budget_auc,
             confidence=args.confidence,
         )
-    except PolicyError as error:
-        raise InputError("command line", str(error)) from None
+    except PolicyError as error:  # a flag's value (the file's were checked as it loaded)
+        key, _, pathology = error.field.partition(".")
+        flag = "--max-rate" if key == "max_rates" else f"--{key.replace('_', '-')}"
+        problem = f"{error.value!r} is invalid: must be {error.allowed.removesuffix(' or null')}"
+        raise InputError(f"{flag} {pathology}".strip(), problem) from None
     if not policy.has_thresholds:
-        raise InputError(
-            "command line", "no thresholds: give --max-inflation, --max-accuracy-drop, --max-rate, --min-budget-auc or --policy"
-        )
+        flags = "--max-inflation, --max-accuracy-drop, --max-rate or --min-budget-auc"
+        if args.policy:
+            raise InputError(args.policy, f"no thresholds: set one of {', '.join(POLICY_THRESHOLDS)}, or give {flags}")
+        raise InputError("command line", f"no thresholds: give {flags}, or --policy FILE")
     return policy
 
 
@@ -377,8 +396,15 @@ def _verb(verbs, name: str, func, help: str, epilog: str | None = None) -> argpa
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, which points at ``--help`` (exit 2), not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qr-eval",
         description="Measure what low-bit quantization does to reasoning models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -423,6 +449,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(
         verbs,
+        "convert",
+        _convert,
+        help="other tools' per-sample outputs -> a generic trace file (.jsonl) that every verb reads",
+        epilog="""\
+            FILE is one of (the README's "qr-eval convert" section maps every field):
+              lm-eval's samples_<task>_<timestamp>.jsonl (--log_samples), without its results file;
+              generations (.json list or .jsonl) of Quantized-Reasoning-Models or lighteval:
+                {full_prompt, generated_text, gold, metrics}; qr-eval grades gold itself;
+              a per-sample .csv: an id (doc_id, idx or id), a word count (word_count or words),
+                correctness (is_correct or correct) and the task (task or dataset) if --task is not given;
+              an OpenAI-style chat log (.jsonl or .json list): chat completions, Batch API output lines
+                or {"messages": [...]}; reasoning_content becomes the reasoning, content the answer.
+            example:
+              qr-eval convert gptq-w4g128_MATH-500.json --task MATH-500 --out gptq-w4.jsonl
+              qr-eval analyze gptq-w4.jsonl
+            """,
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", metavar="FILE.jsonl", required=True, help="trace file to write ('-': stdout)")
+    p.add_argument("--task", metavar="NAME",
+                   help="task of every record (required where FILE names none; runs pair by task and doc_id)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    p = _verb(
+        verbs,
         "analyze",
         _analyze,
         help="per-task accuracy, length statistics and pathology rates of one run",
@@ -435,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true", help="print the per-task summary as JSON")
-    p.add_argument("--per-sample", metavar="FILE", help="also write one JSON Lines record per sample")
+    p.add_argument("--per-sample", metavar="FILE", help="also write one JSON Lines record per sample to FILE ('-': stdout; "
+                   "its directory must exist)")
     p.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_unsafe_code_option(p)

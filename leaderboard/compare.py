@@ -252,8 +252,8 @@ def _unpaired_error(pairing: Pairing) -> str:
 
 def pair_lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Item ids (unique across tasks), baseline and candidate lengths, over pairs."""
-    items = {key: i for i, key in enumerate(dict.fromkeys((b.sample.task, str(b.sample.doc_id)) for b, _ in pairs))}
-    item = np.array([items[(b.sample.task, str(b.sample.doc_id))] for b, _ in pairs])
+    items = {key: i for i, key in enumerate(dict.fromkeys(b.sample.key[:2] for b, _ in pairs))}
+    item = np.array([items[b.sample.key[:2]] for b, _ in pairs])
     base = np.array([b.counts[field] for b, _ in pairs], dtype=float)
     cand = np.array([c.counts[field] for _, c in pairs], dtype=float)
     return item, base, cand

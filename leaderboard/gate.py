@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from qr_metrics.params import ParameterError
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig
 
@@ -23,15 +24,16 @@ from .runs import InputError, Run
 RATIOS = ("ratio_of_means", "both_correct_ratio", "paired_geomean_ratio", "macro_ratio")
 """Which overall inflation ratio ``max_inflation`` bounds (default: the headline)."""
 
-POLICY_KEYS = ("max_inflation", "max_accuracy_drop", "max_rates", "min_budget_auc", "ratio", "confidence")
+POLICY_THRESHOLDS = ("max_inflation", "max_accuracy_drop", "max_rates", "min_budget_auc")
+"""The policy keys that set a check (a policy needs at least one)."""
+POLICY_KEYS = (*POLICY_THRESHOLDS, "ratio", "confidence")
 
 
-class PolicyError(ValueError):
+class PolicyError(ParameterError):
     """An invalid policy value; ``field`` names it (``max_rates.loop`` for a nested key)."""
 
     def __init__(self, field: str, value: object, allowed: str):
-        self.field = field
-        super().__init__(f"GatePolicy.{field}={value!r} is invalid: must be {allowed}")
+        super().__init__("GatePolicy", field, value, allowed)
 
 
 def _real(value: object) -> bool:
@@ -76,7 +78,7 @@ class GatePolicy:
             raise PolicyError("max_rates", self.max_rates, "a mapping of pathology name to rate")
         for name, rate in self.max_rates.items():
             if name not in PATHOLOGIES:
-                raise PolicyError(f"max_rates.{name}", rate, f"keyed by one of {list(PATHOLOGIES)}")
+                raise PolicyError(f"max_rates.{name}", name, f"a pathology name, one of {list(PATHOLOGIES)}")
             if not (_real(rate) and 0 <= rate <= 1):
                 raise PolicyError(f"max_rates.{name}", rate, "a rate in [0, 1]")
         ordered = {name: float(self.max_rates[name]) for name in PATHOLOGIES if name in self.max_rates}
@@ -140,7 +142,7 @@ def load_policy(path: str | Path) -> GatePolicy:
         return GatePolicy(**data)
     except PolicyError as error:
         line = lines.get(error.field, lines.get(error.field.split(".")[0]))
-        raise InputError(path, str(error), line, error.field) from None
+        raise InputError(path, error.problem, line, error.field) from None
 
 
 def _key_lines(node, prefix: str = "") -> dict[str, int]:
@@ -200,7 +202,8 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
         if value is None:
             detail = f"{policy.ratio} unknown (no pair it can use)"
         elif figure is None:
-            detail = f"{policy.ratio} {value['estimate']:.3f} has no interval (too few items)"
+            notes = value.get("notes") or overall.get("notes") or []  # macro_ratio carries its own
+            detail = f"{policy.ratio} {value['estimate']:.3f} has no interval ({_no_interval(notes, policy.ratio)})"
         else:
             detail = f"{policy.ratio} {interval(value, 3)}"
         if overall.get("ratio_is_lower_bound"):
@@ -228,7 +231,10 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
                 f"accuracy {100 * accuracy['baseline']:.1f}% → {100 * accuracy['candidate']:.1f}%, "
                 f"drop {_points(0.0 - delta['estimate'])}"
             )
-            detail += " (no interval: too few items)" if low is None else f", {level} upper bound {_points(figure)}"
+            if low is None:
+                detail += f" (no interval: {_no_interval(overall.get('notes') or [], 'accuracy_delta')})"
+            else:
+                detail += f", {level} upper bound {_points(figure)}"
         checks.append(
             Check(
                 "accuracy_drop",
@@ -269,6 +275,15 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
             )
         )
     return checks
+
+
+def _no_interval(notes: list[str], name: str) -> str:
+    """Why statistic ``name`` has no interval, from the notes (``name: why, so no interval``)."""
+    for note in notes:
+        label, _, why = note.partition(": ")
+        if label == name and ", so no " in why:
+            return why.split(", so no ")[0]
+    return "too few items"
 
 
 def _points(share: float) -> str:
@@ -327,7 +342,7 @@ def gate(
     from .compare import compare_runs
 
     if not policy.has_thresholds:
-        raise InputError("policy", "no thresholds: give max_inflation, max_accuracy_drop or max_rates")
+        raise InputError("policy", f"no thresholds: set one of {', '.join(POLICY_THRESHOLDS)}")
     if policy.confidence is not None:
         config = replace(config, confidence=policy.confidence)
     comparison = compare_runs(

@@ -23,7 +23,7 @@ from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, accuracy_compar
 from .analysis import MeasuredSample, reasoning_figures, shared_limit
 from .compare import UNIT_FIELDS, compare_runs, measure_in_unit, statistics_header
 from qr_metrics.files import atomic_write
-from .report import markdown_cell
+from .report import interval, markdown_cell
 from .runs import InputError, Run, read_run
 
 FULL_PRECISION = frozenset(
@@ -145,8 +145,8 @@ def _absolute(
     correct = [m for m in measured if m.correct is not None]
     accuracy = None
     if correct:
-        items = {key: i for i, key in enumerate(dict.fromkeys((m.sample.task, str(m.sample.doc_id)) for m in correct))}
-        item = np.array([items[(m.sample.task, str(m.sample.doc_id))] for m in correct])
+        items = {key: i for i, key in enumerate(dict.fromkeys(m.sample.key[:2] for m in correct))}
+        item = np.array([items[m.sample.key[:2]] for m in correct])
         flags = np.array([m.correct for m in correct], dtype=bool)
         accuracy = accuracy_comparison(item, flags, flags, config).candidate.as_dict()
     rates = {}
@@ -374,14 +374,6 @@ def _pct_interval(value: dict | None) -> str:
     return f"{100 * value['estimate']:.1f} [{100 * value['low']:.1f}, {100 * value['high']:.1f}]"
 
 
-def _ratio_interval(value: dict | None, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if value["low"] is None or value["high"] is None:
-        return f"{value['estimate']:.{digits}f} [-]"
-    return f"{value['estimate']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
-
-
 def _shows_speedup(board: dict[str, Any]) -> bool:
     return any(r["speedup_per_token"] is not None for r in board["rows"])
 
@@ -422,7 +414,7 @@ def display_cell(row: dict[str, Any], key: str) -> tuple[str, Any]:
             return "baseline", 1.0
         if row["role"] == "no_baseline":
             return "n/a †", None
-        text = _ratio_interval(value)
+        text = interval(value)
         if key == "ratio_of_means" and row["ratio_is_lower_bound"] and value is not None:
             text = "≥ " + text
         return text, None if value is None else value["estimate"]
@@ -430,7 +422,7 @@ def display_cell(row: dict[str, Any], key: str) -> tuple[str, Any]:
         value = row[key]
         if value is None:
             return "-", None
-        return (f"{value['estimate']:.2f}" if row["role"] == "baseline" else _ratio_interval(value)), value["estimate"]
+        return (f"{value['estimate']:.2f}" if row["role"] == "baseline" else interval(value)), value["estimate"]
     if key in REASONING_FIELDS:
         value = row[key]
         return ("-" if value is None else f"{value:.{1 if key == 'markers_per_1k_words' else 3}f}"), value

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 import jsonlines
 
-from qr_metrics.documents import doc_key
+from qr_metrics.counts import MAX_COUNT, is_count
+from qr_metrics.documents import doc_id_key, doc_key
 from qr_metrics.sidecar import SideRecord
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class Sample:
 
     @property
     def key(self) -> tuple[str, str, int]:
-        return (self.task, str(self.doc_id), self.repeat)
+        """``doc_id`` as ``doc_id_key`` writes it: ``1``, ``1.0`` and ``"1"`` pair."""
+        return (self.task, doc_id_key(self.doc_id), self.repeat)
 
 
 @dataclass
@@ -117,14 +119,19 @@ def read_run(path: str | Path, timestamp: str | Sequence[str] | None = None) -> 
     raise InputError(path, "expected a .jsonl trace file, a results_*.json file or a run directory")
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    """The JSON object a file holds; anything else is an input error."""
+def read_json(path: Path) -> Any:
+    """The JSON value a file holds; text that is not UTF-8 JSON is an input error."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None
     except json.JSONDecodeError as error:
         raise InputError(path, f"malformed JSON ({error.msg})", error.lineno) from None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object a file holds; anything else is an input error."""
+    value = read_json(path)
     if not isinstance(value, dict):
         raise InputError(path, "expected a JSON object")
     return value
@@ -141,28 +148,39 @@ def _read_header(path: Path) -> dict[str, Any]:
         if header.get(name) is not None and not isinstance(header[name], str):
             raise InputError(path, "must be a string", field=name)
     bits = header.get("bits")
-    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, float))):
+    if bits is not None and not (_number(bits) and abs(bits) <= MAX_COUNT):
         raise InputError(path, "must be a number", field="bits")
     speedup = header.get("speedup")
-    if speedup is not None and (isinstance(speedup, bool) or not isinstance(speedup, (int, float)) or not speedup > 0):
+    if speedup is not None and not (_number(speedup) and 0 < speedup <= MAX_COUNT):
         raise InputError(path, "must be a positive number", field="speedup")
     return header
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _read_traces(path: Path, header: dict[str, Any]) -> Run:
     samples, lines = [], []
     for line_no, record in _records(path):
+        if "task" not in record and "resps" in record:  # lm-eval's own log, given alone
+            raise InputError(
+                path, "missing: this looks like lm-eval's samples_*.jsonl; pass the run directory that holds it "
+                "and its results_*.json instead", line_no, "task",
+            )
         for required in ("task", "doc_id"):
             if record.get(required) in (None, ""):
                 raise InputError(path, "missing", line_no, required)
+        _check_doc_id(record, path, line_no)
         completion = record.get("completion")
         counts = record.get("counts") or {}
         if completion is not None and not isinstance(completion, str):
             raise InputError(path, "must be a string", line_no, "completion")
-        if not isinstance(counts, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()
-        ):
-            raise InputError(path, "must map unit names to non-negative integers", line_no, "counts")
+        if not isinstance(counts, dict):
+            raise InputError(path, "must map unit names to counts", line_no, "counts")
+        for unit, value in counts.items():
+            if not is_count(value):
+                raise InputError(path, f"{unit!r} must be an integer in [0, 2**53]", line_no, "counts")
         if completion is None and not counts:
             raise InputError(path, "a record needs a completion or counts", line_no, "completion")
         samples.append(
@@ -181,7 +199,7 @@ def _read_traces(path: Path, header: dict[str, Any]) -> Run:
         )
         lines.append(line_no)
     _check_samples(samples, lines, path)
-    name = header.get("name") or (path.parent.name if path.name == "traces.jsonl" else path.stem)
+    name = header.get("name") or (path.resolve().parent.name if path.name == "traces.jsonl" else path.stem)
     return Run(
         name=name,
         source=path,
@@ -215,12 +233,19 @@ def _records(path: Path):
             raise InputError(path, problem, error.lineno) from None
 
 
+def _check_doc_id(record: dict, path: Path, line: int) -> None:
+    try:
+        doc_id_key(record["doc_id"])
+    except ValueError as error:
+        raise InputError(path, str(error), line, "doc_id") from None
+
+
 def _int_field(record: dict, name: str, path: Path, line: int, default):
     value = record.get(name, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(path, "must be a non-negative integer", line, name)
+    if not is_count(value):
+        raise InputError(path, "must be an integer in [0, 2**53]", line, name)
     return value
 
 
@@ -281,6 +306,11 @@ def _read_lm_eval(results_path: Path, root: Path | None = None) -> Run:
     for task in configs:
         config = _object_field(configs, task, results_path, f"configs.{task}")
         generation[task] = dict(_object_field(config, "generation_kwargs", results_path, f"configs.{task}.generation_kwargs"))
+        budget = generation[task].get("max_gen_toks")
+        if budget is not None and not is_count(budget):
+            raise InputError(
+                results_path, "must be an integer in [0, 2**53]", field=f"configs.{task}.generation_kwargs.max_gen_toks"
+            )
         samples_path = results_path.parent / f"samples_{task}_{stamp}.jsonl"
         if not samples_path.exists():
             if task in (results.get("results") or {}) and "group" not in config:
@@ -337,10 +367,11 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
     for line_no, record in _records(path):
         if "doc_id" not in record:
             raise InputError(path, "missing", line_no, "doc_id")
+        _check_doc_id(record, path, line_no)
         responses = record.get("resps")
         if not isinstance(responses, list) or not responses:
             raise InputError(path, "missing or empty", line_no, "resps")
-        prompt = _prompt_of(record)
+        prompt, budget = _request_of(record)
         # lm-eval logs ``[req.resps for req in requests]``: one generate_until request per
         # document, holding one response per repeat
         completions = [text for response in responses for text in (response if isinstance(response, list) else [response])]
@@ -355,7 +386,7 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
                     completion=completion,
                     prompt=prompt,
                     gold=record.get("target"),
-                    max_gen_toks=max_gen_toks,
+                    max_gen_toks=max_gen_toks if max_gen_toks is not None else budget,
                     doc_key=doc_key(record["doc"]) if "doc" in record else None,
                     prompt_hash=record.get("prompt_hash") or None,
                 )
@@ -365,14 +396,18 @@ def _lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sa
     return samples
 
 
-def _prompt_of(record: dict) -> str | None:
+def _request_of(record: dict) -> tuple[str | None, int | None]:
+    """The prompt and the ``max_gen_toks`` of the document's first logged request (None
+    where not logged)."""
     arguments = record.get("arguments")
+    args: list = []
     if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": prompt, "arg_1": kwargs}}
         first = next(iter(arguments.values()), {})
-        return first.get("arg_0") if isinstance(first, dict) else None
-    if isinstance(arguments, list) and arguments and isinstance(arguments[0], list):
-        return arguments[0][0]
-    return None
+        args = [first.get("arg_0"), first.get("arg_1")] if isinstance(first, dict) else []
+    elif isinstance(arguments, list) and arguments and isinstance(arguments[0], list):
+        args = arguments[0]
+    budget = args[1].get("max_gen_toks") if len(args) > 1 and isinstance(args[1], dict) else None
+    return (args[0] if args else None), (budget if is_count(budget) else None)
 
 
 def _side_file(results_path: Path, model_args: dict[str, Any]) -> Path | None:

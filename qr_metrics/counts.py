@@ -40,6 +40,16 @@ def count_steps(text: str) -> int:
     return sum(map(bool, map(str.strip, _BLANK_LINE.split(text))))
 
 
+MAX_COUNT = 2**53
+"""The largest count (or budget) read from a file: every integer up to it is exact as a
+float, and counts are averaged as floats (a larger JSON integer would overflow)."""
+
+
+def is_count(value: object) -> bool:
+    """A count read from JSON: an integer (not a boolean) in [0, ``MAX_COUNT``]."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
 class TokenCounter:
     """Counts tokens with one Hugging Face tokenizer (``add_special_tokens=False``)."""
 

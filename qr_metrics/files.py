@@ -1,8 +1,10 @@
-"""Atomic output: a reader never sees a half-written file, and a failure leaves none."""
+"""Output files: a reader never sees a half-written file, and a failure leaves none."""
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,26 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def output_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A file the user named for output: ``-`` is stdout; a device or FIFO (``/dev/stdout``,
+    a pipe) is opened and written; a symlink is written through to its target; anything
+    else is written atomically. A missing parent directory is an error, never created."""
+    if str(path) == "-":
+        yield sys.stdout.buffer if "b" in mode else sys.stdout
+        return
+    path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+        return
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"no such directory {str(target.parent)!r} (create it first)", str(path))
+    with atomic_write(target, mode) as handle:
+        yield handle
 
 
 def _umask() -> int:

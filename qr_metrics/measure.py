@@ -30,7 +30,8 @@ class SampleMeasurement:
     """Counts, correctness and pathology flags of one completion.
 
     A flag is None when the data cannot tell (``budget_exhausted`` with neither a finish
-    reason nor token counts and a budget). Positions: ``loop_onset`` and ``commit_delay_tokens`` are in tokens and exist only when
+    reason nor token counts and a budget; ``answer_found_not_given`` without a gold).
+    Positions: ``loop_onset`` and ``commit_delay_tokens`` are in tokens and exist only when
     a tokenizer was given; ``loop_onset_char`` is a char offset into the completion.
     ``first_correct``: for a correct answer, the reasoning length (per unit: ``words``, and
     ``reasoning_tokens`` with a tokenizer) before the reasoning first wrote it; the whole
@@ -108,9 +109,8 @@ def measure(
         "exhausted_in_reasoning": None if exhausted is None else exhausted and segments.unclosed,
         "unclosed": segments.unclosed,
         "delayed_commitment": path.is_delayed(delay_words, counts["words"], params),
-        "answer_found_not_given": gold is not None
-        and not correct
-        and _found_before(intermediate, gold, grader),
+        # without a gold, intermediate answers cannot be graded: unknown, never "no"
+        "answer_found_not_given": None if gold is None else not correct and _found_before(intermediate, gold, grader),
         "no_answer": final is None,
     }
 

@@ -104,9 +104,23 @@ class MeasureParams:
         return cls(**values)
 
 
+class ParameterError(ValueError):
+    """``Owner.field=value is invalid: must be allowed``; ``field``, ``value`` and ``allowed``
+    let a command line name its own flag or file key instead (``problem``)."""
+
+    def __init__(self, owner: str, field: str, value: object, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{owner}.{field}={value!r} is invalid: must be {allowed}")
+
+    @property
+    def problem(self) -> str:
+        """The message without the owner and field: ``-5 is invalid: must be ...``."""
+        return f"{self.value!r} is invalid: must be {self.allowed}"
+
+
 def _check(ok: bool, name: str, value: object, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"MeasureParams.{name}={value!r} is invalid: must be {allowed}")
+        raise ParameterError("MeasureParams", name, value, allowed)
 
 
 DEFAULT_PARAMS = MeasureParams()

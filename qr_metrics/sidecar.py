@@ -28,8 +28,12 @@ Fields:
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .counts import MAX_COUNT, is_count
+from .documents import doc_id_key
 
 FINISH_REASONS = ("stop", "length", "loop")
 FINAL_FINISH_REASONS = ("stop", "length")
@@ -81,7 +85,7 @@ class SideRecord:
     @property
     def key(self) -> tuple[str, str, int]:
         """Same form as ``Sample.key`` in the run reader."""
-        return (self.task, str(self.doc_id), self.repeat)
+        return (self.task, doc_id_key(self.doc_id), self.repeat)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,15 +99,18 @@ class SideRecord:
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown field")
         _need(obj, "task", isinstance(obj.get("task"), str) and obj.get("task"), "a non-empty string")
-        _need(obj, "doc_id", obj.get("doc_id") is not None, "present")
+        try:
+            doc_id_key(obj.get("doc_id"))
+        except ValueError as error:
+            raise ValueError(f"doc_id: {error}") from None
         for name in ("repeat", "max_gen_toks", "completion_tokens", "plan_tokens"):
-            _need(obj, name, _count(obj.get(name)), "a non-negative integer")
+            _need(obj, name, is_count(obj.get(name)), "an integer in [0, 2**53]")
         reasoning = obj.get("reasoning_tokens")
-        _need(obj, "reasoning_tokens", reasoning is None or _count(reasoning), "null or a non-negative integer")
+        _need(obj, "reasoning_tokens", reasoning is None or is_count(reasoning), "null or an integer in [0, 2**53]")
         _need(obj, "prompt_hash", isinstance(obj.get("prompt_hash"), str), "a string")
         tokens = obj.get("tokens")
         _need(obj, "tokens", isinstance(tokens, dict) and set(tokens) <= set(MODELS)
-              and all(_count(v) for v in tokens.values()), f"an object of {list(MODELS)} -> counts")
+              and all(is_count(v) for v in tokens.values()), f"an object of {list(MODELS)} -> counts")
         _need(obj, "finish_reason", obj.get("finish_reason") in FINISH_REASONS, f"one of {list(FINISH_REASONS)}")
         _need(obj, "final_finish_reason", obj.get("final_finish_reason") in FINAL_FINISH_REASONS,
               f"one of {list(FINAL_FINISH_REASONS)}")
@@ -118,12 +125,8 @@ class SideRecord:
         return cls(**{**obj, "rescue": [RescueEvent(**e) for e in events]})
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _seconds(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+def _seconds(value: Any) -> bool:  # finite, and small enough for a float (not NaN)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 def _event_ok(event: Any) -> bool:
@@ -132,11 +135,11 @@ def _event_ok(event: Any) -> bool:
         and set(event) <= set(RescueEvent.__dataclass_fields__)
         and event.get("kind") in RESCUE_KINDS
         and event.get("trigger") in TRIGGERS
-        and _count(event.get("position"))
-        and _count(event.get("tokens_cut", 0))
+        and is_count(event.get("position"))
+        and is_count(event.get("tokens_cut", 0))
     )
 
 
 def _need(obj: dict, name: str, ok: Any, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"{name}: must be {allowed}, got {obj.get(name)!r}")
+        raise ValueError(f"{name}: must be {allowed}, got {reprlib.repr(obj.get(name))}")

@@ -43,7 +43,10 @@ Intervals
 
 Degenerate cases (never a silent NaN; each is explained in ``notes``)
     - zero baseline total length: ``ValueError`` naming the cause (ratio undefined).
-    - one item: estimates are given, intervals have ``low = high = None``.
+    - one item (or, over several tasks, one item in every task): estimates are given,
+      intervals have ``low = high = None``.
+    - fewer than 2 resamples (``n_resamples=1``): no interval either; one value is not a
+      distribution.
     - a bootstrap distribution that is constant (e.g. cand = 2 * base on every item): the
       interval collapses to the estimate.
     - a statistic that is undefined in some resamples (a resample with no both-correct
@@ -69,6 +72,8 @@ import numpy as np
 from scipy import stats
 from scipy.special import ndtr, ndtri
 
+from .params import ParameterError
+
 __all__ = [
     "AccuracyComparison",
     "BootstrapConfig",
@@ -92,6 +97,9 @@ __all__ = [
 _BATCH_ELEMENTS = 1 << 19
 # Relative spread under which a bootstrap distribution counts as constant (float rounding).
 _CONSTANT_RTOL = 1e-12
+MAX_RESAMPLES = 1_000_000
+"""The most bootstrap resamples allowed: the resampled totals take ``n_resamples`` x up to
+9 float64 columns per task (72 MB per task at this bound)."""
 
 
 # ----------------------------------------------------------------------------- results
@@ -102,7 +110,8 @@ class BootstrapConfig:
     """How bootstrap intervals are computed.
 
     confidence: two-sided confidence level, in (0, 1).
-    n_resamples: bootstrap resamples, >= 1.
+    n_resamples: bootstrap resamples, in [1, ``MAX_RESAMPLES``]; an interval needs at least
+        2 (with fewer, intervals are ``None`` with a note).
     method: ``"BCa"`` (bias-corrected and accelerated, falls back to percentile where it is
         undefined, with a note) or ``"percentile"``; case-insensitive.
     seed: seed of ``numpy.random.default_rng``; results are reproducible for a given seed,
@@ -124,7 +133,12 @@ class BootstrapConfig:
             self.confidence,
             "a number in (0, 1)",
         )
-        _check(_is_int(self.n_resamples) and self.n_resamples >= 1, "n_resamples", self.n_resamples, "an integer >= 1")
+        _check(
+            _is_int(self.n_resamples) and 1 <= self.n_resamples <= MAX_RESAMPLES,
+            "n_resamples",
+            self.n_resamples,
+            f"an integer in [1, {MAX_RESAMPLES}]",
+        )
         canonical = {"bca": "BCa", "percentile": "percentile"}
         method = canonical.get(self.method.lower()) if isinstance(self.method, str) else None
         _check(method is not None, "method", self.method, "'BCa' or 'percentile'")
@@ -140,7 +154,7 @@ class BootstrapConfig:
 
 def _check(ok: bool, name: str, value: object, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"BootstrapConfig.{name}={value!r} is invalid: must be {allowed}")
+        raise ParameterError("BootstrapConfig", name, value, allowed)
 
 
 def _is_int(value: object) -> bool:
@@ -380,9 +394,9 @@ def _linear_bootstrap(table: np.ndarray, statistics: Sequence[_Stat], config: Bo
     return _intervals(statistics, totals, draws, [totals[None, :] - table], config, notes), draws
 
 
-def _no_intervals(statistics: Sequence[_Stat], totals: np.ndarray, notes: list) -> list[Interval]:
+def _no_intervals(statistics: Sequence[_Stat], totals, notes: list, why: str = "only 1 item") -> list[Interval]:
     for s in statistics:
-        notes.append(f"{s.name}: only 1 item, so no bootstrap interval")
+        notes.append(f"{s.name}: {why}, so no bootstrap interval")
     with np.errstate(divide="ignore", invalid="ignore"):
         return [Interval(float(s.fn(totals)), None, None) for s in statistics]
 
@@ -411,6 +425,9 @@ def _interval(stat: _Stat, estimate: float, dist: np.ndarray, jackknives, config
             f"the interval uses the other {dist.size - dropped}"
         )
         dist = dist[finite]
+    if dist.size < 2:  # one value is no distribution: never a zero-width interval
+        notes.append(f"{stat.name}: only 1 resample, so no interval (an interval needs at least 2)")
+        return Interval(estimate, None, None)
     spread = float(dist.max() - dist.min())
     if spread <= _CONSTANT_RTOL * max(1.0, abs(estimate)):
         notes.append(f"{stat.name}: every resample gives the same value, so the interval is the estimate")
@@ -659,8 +676,8 @@ def stratified_comparison(tasks: Sequence, config: BootstrapConfig = DEFAULT_BOO
     design = _design(pooled, True, graded)
     columns = [[d.names.index(name) for name in design.names] for d in designs]
     totals = design.table.sum(axis=0)
-    if pooled.n_items < 2:
-        intervals = _no_intervals(design.statistics, totals, design.notes)
+    if all(p.n_items < 2 for p in parts):  # every task held fixed: the resamples cannot vary
+        intervals = _no_intervals(design.statistics, totals, design.notes, "every task has only 1 item")
     else:
         drawn = sum(draw[:, c] for draw, c in zip(draws, columns))
         leave_one_out = [totals[None, :] - d.table[:, c] for d, c in zip(designs, columns) if d.table.shape[0] >= 2]

@@ -93,6 +93,23 @@ def test_human_table(tmp_path, capsys):
     assert "t " in out and "100.0" in out and "loop%" in out
 
 
+def test_answer_found_not_given_is_unknown_without_a_gold(tmp_path, capsys):
+    """Intermediate answers cannot be graded without a gold: '-' (unknown), not 0 %."""
+    trace = "Maybe \\boxed{3}. No, 4.</think>\\boxed{4}"
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps({"task": "t", "doc_id": i, "completion": trace, "correct": ok}) + "\n"
+                            for i, ok in enumerate([False, True])))
+    assert measure(trace, correct=False).flags["answer_found_not_given"] is None
+    assert measure(trace, gold="3").flags["answer_found_not_given"] is True
+    assert main(["analyze", str(path), "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)["t"]
+    assert summary["rates"]["answer_found_not_given"] is None and summary["counts"]["answer_found_not_given"] is None
+    assert main(["analyze", str(path), "--quiet"]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[1:4]
+    rates = dict(zip(header.split()[-len(PATHOLOGIES):], row.split()[-len(PATHOLOGIES):]))
+    assert rates["found_lost%"] == "-" and rates["unclosed%"] == "0.0"
+
+
 def test_code_tasks_need_an_explicit_opt_in(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
     record = {

@@ -134,6 +134,30 @@ def test_cli_exit_codes_and_json_schema(tmp_path, capsys):
     assert "confidence" in capsys.readouterr().err
 
 
+def test_resamples_are_bounded_and_one_gives_no_interval(tmp_path, capsys):
+    b = trace_dir(tmp_path, "b", [counted("t", i, 100 + i) for i in range(6)])
+    c = trace_dir(tmp_path, "c", [counted("t", i, 150 + 3 * i) for i in range(6)])
+    assert main(["compare", str(b), str(c), "--unit", "words", "--n-resamples", "100000000000000", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "qr-eval: error: --n-resamples: 100000000000000 is invalid: must be an integer in [1, 1000000]\n"
+    )
+    assert main(["compare", str(b), str(c), "--unit", "words", "--n-resamples", "1", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    overall = next(line for line in table.splitlines() if line.startswith("overall"))
+    assert "[-]" in overall and "," not in overall  # "1.55 [-]", never "1.55 [1.55, 1.55]"
+
+
+def test_usage_errors_are_one_line_pointing_at_help(tmp_path, capsys):
+    cases = [(["compare", "only-one"], "qr-eval compare"), (["compare", "a", "b", "--unit", "bytes"], "qr-eval compare"),
+             ([], "qr-eval")]
+    for argv, verb in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+        assert err.startswith(f"{verb}: error: ") and err.endswith(f"(see '{verb} --help')\n")
+
+
 def test_truncated_candidate_makes_ratio_a_lower_bound(tmp_path):
     base = [counted("t", i, 100, finish_reason="stop") for i in range(4)]
     cand = [counted("t", i, 400, finish_reason="length" if i < 2 else "stop") for i in range(4)]

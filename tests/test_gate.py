@@ -96,7 +96,42 @@ def test_missing_policy_file_and_missing_thresholds_exit_2(tmp_path, capsys, exa
     code, _, err = run_cli(capsys, "gate", base, cand, "--max-rate", "loop", *FAST)
     assert code == 2 and "PATHOLOGY=RATE" in err
     code, _, err = run_cli(capsys, "gate", base, cand, "--max-rate", "wobble=0.1", *FAST)
-    assert code == 2 and "max_rates.wobble" in err
+    assert code == 2 and "--max-rate wobble: 'wobble' is invalid: must be a pathology name" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-inflation", "-1"], "qr-eval: error: --max-inflation: -1.0 is invalid: must be a number > 0\n"),
+        (["--max-accuracy-drop", "2"], "qr-eval: error: --max-accuracy-drop: 2.0 is invalid: must be a share in [0, 1]"),
+        (["--max-rate", "loop=1.5"], "qr-eval: error: --max-rate loop: 1.5 is invalid: must be a rate in [0, 1]\n"),
+        (["--min-budget-auc", "3"], "qr-eval: error: --min-budget-auc: 3.0 is invalid"),
+        (["--max-inflation", "2", "--confidence", "1.5"],
+         "qr-eval: error: --confidence: 1.5 is invalid: must be a number in (0, 1)\n"),
+        (["--max-inflation", "2", "--n-resamples", "-5"],
+         "qr-eval: error: --n-resamples: -5 is invalid: must be an integer in [1, 1000000]\n"),
+    ],
+)
+def test_bad_flag_values_name_the_flag_not_a_class(capsys, exact, flags, message):
+    base, cand = exact
+    code, out, err = run_cli(capsys, "gate", base, cand, *FAST, *flags)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(message) and "GatePolicy" not in err and "BootstrapConfig" not in err
+
+
+def test_policy_file_values_name_the_key_not_a_class(tmp_path, capsys, exact):
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_inflation: -1\n")
+    code, _, err = run_cli(capsys, "gate", *exact, "--policy", path, *FAST)
+    assert code == 2 and err.endswith("policy.yaml:1: field 'max_inflation': -1 is invalid: must be a number > 0 or null\n")
+
+
+def test_an_empty_policy_file_is_named_not_the_flag(tmp_path, capsys, exact):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    code, _, err = run_cli(capsys, "gate", *exact, "--policy", path, *FAST)
+    assert code == 2 and err.count("\n") == 1
+    assert f"{path}: no thresholds: set one of max_inflation" in err and "or --policy" not in err
 
 
 def test_flags_override_the_policy_file(tmp_path, capsys, exact):

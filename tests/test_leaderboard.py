@@ -246,6 +246,22 @@ def test_two_full_precision_runs_of_one_model_are_ambiguous(synthetic, tmp_path,
     assert code == 2 and "2 candidate baselines" in err and "--baseline" in err
 
 
+def test_a_ratio_without_interval_reads_the_same_on_the_page_and_in_the_gate(tmp_path, capsys):
+    """Two tasks of one item each: every task is held fixed, so the overall ratio has no
+    interval: the page shows "4.00 [-]" (not "4.00 [4.00, 4.00]") where the gate says so."""
+    records = lambda words: [r for t in ("a", "b") for r in word_records([words], [True], task=t)]
+    base = write_run(tmp_path / "b", records(100), name="b", model="m", precision="bf16", bits=16)
+    cand = write_run(tmp_path / "c", records(400), name="c", model="m", precision="w4", bits=4)
+    code, _, _ = run_cli(capsys, "leaderboard", base, cand, "--out", tmp_path / "o", "--no-plots", *FAST)
+    assert code == 0
+    overall = (tmp_path / "o" / "leaderboard.md").read_text().split("### a")[0]
+    assert "| 4.00 [-] | 4.00 [-] |" in overall and "[4.00, 4.00]" not in overall
+    html = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert ">4.00 [-]</td>" in html and "4.00 [4.00, 4.00]" not in html
+    code, out, _ = run_cli(capsys, "gate", base, cand, "--max-inflation", "5", *FAST)
+    assert code == 1 and "ratio\\_of\\_means 4.000 has no interval (every task has only 1 item)" in out
+
+
 def test_missing_matplotlib_is_one_line_naming_the_extra(synthetic, tmp_path, capsys, monkeypatch):
     runs, _, _ = synthetic
     monkeypatch.setitem(sys.modules, "matplotlib", None)

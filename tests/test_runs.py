@@ -120,3 +120,88 @@ def test_lm_eval_run_without_log_samples(tmp_path):
     (tmp_path / "samples_qr_math_s1.jsonl").unlink()
     with pytest.raises(InputError, match="--log_samples"):
         read_run(tmp_path)
+
+
+# ----------------------------------------------------------------------------- bounds and ids
+
+
+@pytest.mark.parametrize(
+    "fields, where",
+    [
+        ({"counts": {"words": 10**400}}, r"c\.jsonl:1: field 'counts': 'words' must be an integer in \[0, 2\*\*53\]"),
+        ({"counts": {"words": 2**53 + 1}}, r"c\.jsonl:1: field 'counts': 'words' must be"),
+        ({"max_gen_toks": 10**400}, r"c\.jsonl:1: field 'max_gen_toks': must be an integer in \[0, 2\*\*53\]"),
+        ({"repeat": 10**400}, r"c\.jsonl:1: field 'repeat': must be an integer"),
+    ],
+)
+def test_counts_too_large_for_a_float_are_input_errors(tmp_path, fields, where):
+    with pytest.raises(InputError, match=where):
+        read_run(write_lines(tmp_path / "c.jsonl", [record(**fields)]))
+    assert read_run(write_lines(tmp_path / "ok.jsonl", [record(counts={"words": 2**53})])).samples
+
+
+@pytest.mark.parametrize("verb", ["analyze", "compare", "leaderboard", "replay"])
+def test_a_huge_count_is_one_line_exit_2_in_every_verb(tmp_path, capsys, verb):
+    from qr_leaderboard.cli import main
+
+    ok = write_lines(tmp_path / "ok.jsonl", [json.dumps({"task": "t", "doc_id": 0, "counts": {"words": 5}})])
+    big = write_lines(tmp_path / "big.jsonl", [json.dumps({"task": "t", "doc_id": 0, "counts": {"words": 10**400}})])
+    argv = {"analyze": [big], "replay": [big], "compare": [ok, big], "leaderboard": [ok, big, "--out", tmp_path / "o"]}
+    code = main([verb, *map(str, argv[verb]), "--quiet", *(["--unit", "words"] if verb in ("compare", "leaderboard") else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "big.jsonl:1: field 'counts'" in err
+
+
+def test_run_json_numbers_too_large_for_a_float_are_refused(tmp_path):
+    write_lines(tmp_path / "traces.jsonl", [record()])
+    (tmp_path / "run.json").write_text('{"bits": 1' + "0" * 400 + "}")
+    with pytest.raises(InputError, match="field 'bits': must be a number"):
+        read_run(tmp_path)
+
+
+def test_side_file_counts_are_bounded(tmp_path):
+    make_lm_eval_run(tmp_path, "s1")
+    side = {"task": "qr_math", "doc_id": 0, "repeat": 0, "prompt_hash": "", "max_gen_toks": 64, "completion_tokens": 10**400,
+            "reasoning_tokens": 5, "tokens": {"lowbit": 5}, "plan_tokens": 0, "finish_reason": "stop",
+            "final_finish_reason": "stop"}
+    write_lines(tmp_path / "qr_sidecar.jsonl", [json.dumps(side)])
+    with pytest.raises(InputError, match=r"qr_sidecar\.jsonl:1: field 'completion_tokens': must be an integer in "
+                                         r"\[0, 2\*\*53\], got 10+\.\.\.0+$"):
+        read_run(tmp_path)
+
+
+def test_doc_ids_pair_as_one_normalisation(tmp_path):
+    """1, 1.0, "1" and "1.0" are one id; 1.5 and "1.5" another; "01" stays its own string."""
+    ids = [1, 1.0, "1", "1.0"]
+    keys = {read_run(write_lines(tmp_path / f"{i}.jsonl", [record(doc_id=d)])).samples[0].key for i, d in enumerate(ids)}
+    assert keys == {("t", "1", 0)}
+    run = read_run(write_lines(tmp_path / "m.jsonl", [record(doc_id=1.5), record(doc_id="01"), record(doc_id="x")]))
+    assert [s.key[1] for s in run.samples] == ["1.5", "01", "x"]
+    assert run.samples[0].doc_id == 1.5  # the id as written is kept for the outputs
+    with pytest.raises(InputError, match=r"field 'doc_id': duplicate sample"):
+        read_run(write_lines(tmp_path / "d.jsonl", [record(doc_id=2), record(doc_id="2.0")]))
+
+
+@pytest.mark.parametrize("doc_id, message", [(True, "got true"), ([1], "got \\[1\\]"), (float("nan"), "finite")])
+def test_doc_ids_that_are_no_ids_are_refused(tmp_path, doc_id, message):
+    with pytest.raises(InputError, match=rf"c\.jsonl:1: field 'doc_id': must be a .*{message}"):
+        read_run(write_lines(tmp_path / "c.jsonl", [record(doc_id=doc_id)]))
+
+
+def test_doc_ids_pair_across_runs(tmp_path):
+    """A compare of a run keyed 0, 1, ... against one keyed 0.0, "1", ... pairs every sample."""
+    from qr_leaderboard.compare import compare_runs
+    from qr_metrics.stats import BootstrapConfig
+
+    ints = [json.dumps({"task": "t", "doc_id": i, "counts": {"words": 10 + i}}) for i in range(4)]
+    mixed = [json.dumps({"task": "t", "doc_id": d, "counts": {"words": 20 + i}}) for i, d in enumerate([0.0, "1", 2, "3.0"])]
+    result = compare_runs(read_run(write_lines(tmp_path / "a.jsonl", ints)), read_run(write_lines(tmp_path / "b.jsonl", mixed)),
+                          unit="words", config=BootstrapConfig(n_resamples=50), progress=False, allow_missing=False)
+    assert result["n_pairs"] == 4 and result["only_baseline"] == result["only_candidate"] == 0
+
+
+def test_lm_eval_samples_file_given_alone_says_what_to_pass(tmp_path):
+    make_lm_eval_run(tmp_path, "s1")
+    with pytest.raises(InputError, match=r"samples_qr_math_s1\.jsonl:1: field 'task': missing: this looks like "
+                                         r"lm-eval's samples_\*\.jsonl; pass the run directory"):
+        read_run(tmp_path / "samples_qr_math_s1.jsonl")

@@ -302,6 +302,34 @@ def test_single_item_has_estimates_but_no_interval():
     assert any("only 1 item" in n for n in r.accuracy.notes)
 
 
+def test_one_item_per_task_gives_no_overall_interval():
+    """Each task is held fixed, so the stratified overall cannot vary: no interval, as for one
+    item (not a zero-width "4.00 [4.00, 4.00]")."""
+    tasks = [([0], [100.0], [400.0], [True], [True]), ([0], [50.0], [200.0], [True], [False])]
+    overall = stratified_comparison(tasks, BootstrapConfig(n_resamples=100)).overall
+    assert overall.inflation.ratio_of_means == Interval(4.0, None, None)
+    assert overall.accuracy.delta == Interval(-0.5, None, None)
+    assert any("every task has only 1 item" in n for n in overall.inflation.notes)
+
+
+def test_one_resample_gives_no_interval():
+    """One resample is one value, not a distribution: no zero-width interval."""
+    item, base, cand, bok, cok = _data(30)
+    r = paired_comparison(item, base, cand, bok, cok, BootstrapConfig(n_resamples=1))
+    assert r.inflation.ratio_of_means.low is None and r.accuracy.delta.high is None
+    assert any(n.startswith("ratio_of_means: only 1 resample") for n in r.inflation.notes)
+    assert macro_ratio([(item, base, cand), (item, cand, base)], BootstrapConfig(n_resamples=1)).ratio.low is None
+
+
+def test_resamples_are_bounded():
+    from qr_metrics.stats import MAX_RESAMPLES
+
+    assert BootstrapConfig(n_resamples=MAX_RESAMPLES).n_resamples == MAX_RESAMPLES
+    bound = rf"n_resamples=100000000000000 is invalid: must be an integer in \[1, {MAX_RESAMPLES}\]"
+    with pytest.raises(ValueError, match=bound):
+        BootstrapConfig(n_resamples=10**14)
+
+
 def test_constant_distribution_collapses_to_the_estimate():
     base = np.array([100.0, 250.0, 40.0, 900.0, 13.0])
     r = inflation_ratios(np.arange(5), base, 2 * base, config=BootstrapConfig(n_resamples=300))
