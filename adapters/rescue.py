@@ -24,6 +24,10 @@ class ModelArgumentError(ValueError):
     """A bad model argument, reported as one line before any model loads (exit code 2)."""
 
 
+class ServerError(RuntimeError):
+    """A served model that did not answer after lm-eval's retries (one line, exit 1)."""
+
+
 class MissingExtra(ModuleNotFoundError):
     """An optional library a model argument needs is not installed; names the extra (exit 2)."""
 

@@ -49,6 +49,21 @@ def tiny_model_dir(tiny_model_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def looping_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """(low-bit, reference) checkpoints that loop on cue (``looping_checkpoint``)."""
+    from looping_checkpoint import build_rescue_pair
+
+    return build_rescue_pair(tmp_path_factory.mktemp("looping"))
+
+
+@pytest.fixture(scope="session")
+def looping_tok(looping_pair):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(looping_pair[0])
+
+
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Real outputs of DeepSeek-R1-Distill-Qwen-1.5B at several precisions (shared, read-only)."""
     if not FIXTURES_DIR.is_dir():

@@ -27,6 +27,7 @@ break that, naming the id.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,3 +211,45 @@ def build_rescue_pair(root: Path) -> tuple[Path, Path]:
 def prompt(marker: str, question: str) -> str:
     """The chat-templated prompt of a question that selects ``marker``'s script."""
     return f"{BOS}{USER}{marker} {question}{ASSISTANT}{THINK_START}"
+
+
+# -- what the rescue tests of every backend share -------------------------------------------------
+
+MAX_LEN = 1024
+BUDGET = 160
+COMMIT = "The final answer is $\\boxed{42}$."  # RescueParams.commit_template with [LOOPANSWER]'s answer
+TIMINGS = ("wall_s", "decode_s_per_token")  # the side-record fields that differ from run to run
+
+MATH_PROBLEMS = [("[LOOPANSWER] what is $6 \\cdot 7$?", "42"), ("[LOOPNONE] what is $3 + 4$?", "7"),
+                 ("[EASY] what is $1 + 1$?", "2")]
+"""A ``qr_math`` copy on which rescue commits (doc 0), falls back (doc 1) and stays off (doc 2)."""
+
+
+def write_math_problems(path: Path) -> Path:
+    """:data:`MATH_PROBLEMS` as a MATH-500 file (``--metadata '{"qr_data": PATH}'``)."""
+    path.write_text("".join(json.dumps({"problem": p, "answer": a, "solution": "", "subject": "Algebra", "level": 1,
+                                        "unique_id": f"t/{i}"}) + "\n" for i, (p, a) in enumerate(MATH_PROBLEMS)))
+    return path
+
+
+def generate(lm, questions: list[str], budget: int = BUDGET, repeats: int = 1) -> list[str]:
+    """lm-eval's ``generate_until`` over questions that start with a script's marker."""
+    from lm_eval.api.instance import Instance
+
+    requests = [
+        Instance("generate_until", {"question": q},
+                 (lm.apply_chat_template([{"role": "user", "content": q}]),
+                  {"until": [], "max_gen_toks": budget, "do_sample": False}), r, metadata=("qr_math", d, repeats))
+        for d, q in enumerate(questions) for r in range(repeats)
+    ]
+    return lm.generate_until(requests)
+
+
+def ids(tok, text: str) -> list[int]:
+    return tok.encode(text, add_special_tokens=False)
+
+
+def rescue_event(record) -> tuple:
+    """(kind, trigger, position, period, answer) of a side record's one rescue."""
+    (e,) = record.rescue
+    return e.kind, e.trigger, e.position, e.period, e.answer

