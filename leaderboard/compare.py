@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -20,11 +20,9 @@ from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, PairedCompariso
 
 from .analysis import MeasuredSample, measure_run, reasoning_figures, shared_limit
 from .runs import InputError, Run
+from .units import TOKENS, UNITS, Unit
 
 log = logging.getLogger(__name__)
-
-UNIT_FIELDS = {"tokens": "reasoning_tokens", "words": "words", "steps": "steps"}
-"""``--unit`` choices and the per-sample count each compares."""
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
@@ -97,81 +95,100 @@ def measure_cached(
     return cache[key][1]
 
 
-def measure_pair(
-    baseline: Run,
-    candidate: Run,
-    unit: str,
+def resolve_unit(
+    runs: Sequence[Run],
+    unit: str | None = None,
     tokenizer: str | None = None,
+    pairs: Sequence[tuple[Run, Run]] = (),
     progress: bool = True,
     cache: dict | None = None,
-) -> tuple[list[MeasuredSample], list[MeasuredSample]]:
-    """Measure both runs so that their lengths share one unit, or refuse (``InputError``).
+) -> Unit:
+    """The unit ``runs`` are measured in, the one rule of every verb (``units.UNITS``).
 
-    Token ratios between different tokenizers are meaningless: they need ``tokenizer`` to
-    recount both runs with one, or a tokenizer-free unit (words, steps). Two tokenizer names
-    with the same vocabulary count alike.
+    ``unit`` (a ``--unit`` name): that unit, or an ``InputError`` that names the fix when
+    some sample lacks it. None: the best unit every sample has, said in one notice line (a
+    warning) when it is not tokens. ``pairs``: runs compared with each other, whose token
+    counts must come from one tokenizer (two names with the same vocabulary count alike);
+    ``tokenizer`` recounts every run with one.
     """
-    if unit not in UNIT_FIELDS:
-        raise InputError("--unit", f"must be one of {sorted(UNIT_FIELDS)}, got {unit!r}")
-    if unit == "tokens" and tokenizer is not None:
-        _tokenizer_loads(tokenizer, "--tokenizer")
-    if unit == "tokens" and tokenizer is None and not same_tokenizer(baseline.tokenizer, candidate.tokenizer):
-        for run in (baseline, candidate):
-            if _needs_tokenizer(run):  # then one that does not load is the reason: say that
-                _tokenizer_loads(run.tokenizer, run.source)
-        raise InputError(
-            candidate.source,
-            f"token counts come from different tokenizers ({baseline.tokenizer!r} vs "
-            f"{candidate.tokenizer!r}); pass --tokenizer to recount both runs with one, "
-            "or use --unit words or --unit steps",
-        )
-    return (
-        measure_in_unit(baseline, unit, tokenizer, progress, cache),
-        measure_in_unit(candidate, unit, tokenizer, progress, cache),
-    )
-
-
-def measure_in_unit(
-    run: Run, unit: str, tokenizer: str | None = None, progress: bool = True, cache: dict | None = None
-) -> list[MeasuredSample]:
-    """Measure ``run``; every sample must have a length in ``unit`` (``InputError`` if not)."""
-    samples = measure_cached(run, tokenizer=tokenizer, progress=progress, cache=cache)
-    field = UNIT_FIELDS[unit]
-    missing = sum(field not in m.counts for m in samples)
-    if missing:
-        if unit == "tokens":
-            _tokenizer_loads(tokenizer or run.tokenizer, "--tokenizer" if tokenizer else run.source)
-        raise InputError(
-            run.source,
-            f"{missing} sample(s) have no {field!r} count"
-            + ("; pass --tokenizer (no tokenizer could be resolved)" if unit == "tokens" else ""),
-        )
-    return samples
-
-
-def _needs_tokenizer(run: Run) -> bool:
-    """Whether some sample of ``run`` has no token count of its own (precomputed, or the side file's)."""
-    return any(
-        "reasoning_tokens" not in s.counts and (s.side is None or s.side.reasoning_tokens is None) for s in run.samples
-    )
-
-
-def _tokenizer_loads(name: str | None, where: Path | str) -> None:
-    """``InputError`` at ``where`` when the tokenizer ``name`` that token counts need does not load."""
-    problem = name and tokenizer_problem(name)
+    if unit is not None and unit not in UNITS:
+        raise InputError("--unit", f"must be one of {list(UNITS)}, got {unit!r}")
+    problem = tokenizer and tokenizer_problem(tokenizer)
     if problem:
-        raise InputError(
-            where,
-            f"tokenizer {name!r} does not load ({problem}): no token counts; pass --tokenizer NAME_OR_PATH "
-            "to count with one that does, or use --unit words or --unit steps",
-        )
+        where, what, remedy = _does_not_load(tokenizer, problem, "--tokenizer")
+        raise InputError(where, f"{what}; {remedy}")
+    measured = [(run, measure_cached(run, tokenizer, progress, cache)) for run in runs]
+    no_tokens = _token_problem(measured, pairs, tokenizer is not None)
+    lacking = {u: _lacking(u, measured) for u in UNITS.values()}
+    usable = [u for u, lack in lacking.items() if lack is None and not (u is TOKENS and no_tokens)]
+    if unit is not None:
+        asked = UNITS[unit]
+        if asked in usable:
+            return asked
+        where, problem, remedy = no_tokens if asked is TOKENS and no_tokens else lacking[asked]
+        other = next((u for u in usable if u is not asked), None)
+        remedies = [r for r in (remedy, other and f"use --unit {other.name}") if r]
+        raise InputError(where, problem + (f"; {' or '.join(remedies)}" if remedies else ""))
+    if not usable:
+        where, problem, _ = lacking[UNITS["completion_words"]]
+        raise InputError(where, f"no length unit every sample has ({problem})")
+    best = usable[0]
+    if best is not TOKENS:  # tokens have a problem, which the notice gives
+        where, problem, remedy = no_tokens
+        log.warning("lengths in %s, the best unit every sample has: %s: %s%s",
+                    best.label, where, problem, f" ({remedy})" if remedy else "")
+    return best
 
 
-def statistics_header(unit: str, config: BootstrapConfig) -> dict[str, Any]:
+_Problem = tuple[Path | str, str, str | None]
+"""Why a unit cannot be used: where, what is missing, and the remedy (None: none but another unit)."""
+
+
+def _lacking(unit: Unit, measured: list[tuple[Run, list[MeasuredSample]]]) -> _Problem | None:
+    """Why some sample has no length in ``unit``, or None when every sample has one."""
+    for run, samples in measured:
+        missing = [m for m in samples if unit.field not in m.counts]
+        if missing:
+            count_only = [m for m in missing if m.sample.completion is None]
+            what = f"{len(missing)} sample(s) have no {unit.field!r} count ({unit.label})"
+            if count_only:
+                held = sorted({field for m in count_only for field in m.counts})
+                what += f": count-only data (no completion text), counts {', '.join(held)}"
+            return run.source, what, None
+    return None
+
+
+def _token_problem(measured: list[tuple[Run, list[MeasuredSample]]], pairs, recounted: bool) -> _Problem | None:
+    """Why lengths cannot be reasoning tokens, or None when they can; ``recounted``: one
+    tokenizer (``--tokenizer``) counted every run."""
+    for run, samples in measured:
+        missing = [m for m in samples if TOKENS.field not in m.counts]
+        if not missing:
+            continue
+        problem = not recounted and run.tokenizer and tokenizer_problem(run.tokenizer)
+        if problem:
+            return _does_not_load(run.tokenizer, problem, run.source)
+        if any(m.sample.completion is None for m in missing):
+            return _lacking(TOKENS, [(run, samples)])
+        what = f"{len(missing)} sample(s) have no {TOKENS.field!r} count: no tokenizer could be resolved"
+        return run.source, what, "pass --tokenizer NAME_OR_PATH to count tokens"
+    for baseline, candidate in [] if recounted else pairs:
+        if not same_tokenizer(baseline.tokenizer, candidate.tokenizer):
+            what = f"token counts come from different tokenizers ({baseline.tokenizer!r} vs {candidate.tokenizer!r})"
+            return candidate.source, what, "pass --tokenizer to recount both runs with one"
+    return None
+
+
+def _does_not_load(name: str, problem: str, where: Path | str) -> _Problem:
+    what = f"tokenizer {name!r} does not load ({problem}): no token counts"
+    return where, what, "pass --tokenizer NAME_OR_PATH to count with one that loads"
+
+
+def statistics_header(unit: Unit, config: BootstrapConfig) -> dict[str, Any]:
     """The unit and bootstrap settings every statistics JSON output starts with."""
     return {
-        "unit": unit,
-        "unit_field": UNIT_FIELDS[unit],
+        "unit": unit.name,
+        "unit_field": unit.field,
         "confidence": config.confidence,
         "method": config.method,
         "n_resamples": config.n_resamples,
@@ -182,7 +199,7 @@ def statistics_header(unit: str, config: BootstrapConfig) -> dict[str, Any]:
 def compare_runs(
     baseline: Run,
     candidate: Run,
-    unit: str = "tokens",
+    unit: str | None = None,
     config: BootstrapConfig = DEFAULT_BOOTSTRAP,
     tokenizer: str | None = None,
     strict: bool = False,
@@ -192,6 +209,7 @@ def compare_runs(
 ) -> dict[str, Any]:
     """The documented ``qr-eval compare --json`` object.
 
+    ``unit``: see :func:`resolve_unit` (None: the best unit both runs have).
     ``cache``: see ``measure_cached`` (measurements shared between calls).
     ``allow_missing``: samples in one run only are excluded (True) or an error (False, so
     that a gate never passes a run evaluated on part of the set); None: an error under
@@ -200,7 +218,9 @@ def compare_runs(
     issues = compatibility_issues(baseline, candidate)
     if issues and strict:
         raise InputError(candidate.source, "not comparable with the baseline (--strict): " + "; ".join(issues))
-    base_measured, cand_measured = measure_pair(baseline, candidate, unit, tokenizer, progress, cache)
+    unit = resolve_unit([baseline, candidate], unit, tokenizer, [(baseline, candidate)], progress, cache)
+    base_measured = measure_cached(baseline, tokenizer, progress, cache)
+    cand_measured = measure_cached(candidate, tokenizer, progress, cache)
     pairing = pair_samples(base_measured, cand_measured)
     if pairing.n_pairs == 0:
         raise InputError(candidate.source, "no sample pairs with the baseline by (task, doc_id, repeat)")
@@ -216,7 +236,7 @@ def compare_runs(
     for warning in warnings:
         log.warning(warning)
 
-    field = UNIT_FIELDS[unit]
+    field = unit.field
     try:  # one draw per task; the overall and the macro ratio sum the tasks' draws
         result = stratified_comparison([_statistics_input(pairs, field) for pairs in pairing.pairs.values()], config)
     except ValueError as error:  # an undefined statistic, e.g. a zero-length baseline

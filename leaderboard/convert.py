@@ -7,7 +7,8 @@ The shape is told by the file's suffix and its first record:
   ``results_*.json`` by the run reader's own code;
 - generations of Quantized-Reasoning-Models / lighteval: a JSON list (or JSON Lines) of
   ``{full_prompt, generated_text, gold, metrics}``;
-- per-sample CSV: an id, a word count and (optionally) a correctness column;
+- per-sample CSV: an id, a word count (of the whole completion: ``completion_words``) and
+  (optionally) a correctness column;
 - OpenAI-style chat logs (JSON Lines or a JSON list): chat completions, Batch API output
   lines or ``messages`` conversations, the reasoning in ``reasoning_content``.
 
@@ -196,8 +197,8 @@ def _from_lm_eval(path: Path, task: str | None) -> list[dict[str, Any]]:
 
 
 def _from_csv(path: Path, task: str | None, progress: bool) -> list[dict[str, Any]]:
-    """Per-sample CSV: id, word count (of the whole completion, as such files count) and
-    correctness columns, the first of each in ``ID_COLUMNS``, ``WORD_COLUMNS``,
+    """Per-sample CSV: id, word count (of the whole completion, as such files count; kept as
+    ``completion_words``, never as reasoning ``words``) and correctness columns, the first of each in ``ID_COLUMNS``, ``WORD_COLUMNS``,
     ``CORRECT_COLUMNS``; the task from ``task``, else a ``task`` or ``dataset`` column."""
     records = []
     try:
@@ -226,7 +227,7 @@ def _from_csv(path: Path, task: str | None, progress: bool) -> list[dict[str, An
                 records.append(
                     _record(name, doc_id if _count(doc_id) is None else int(doc_id),
                             correct=_truth(row[correct_column], path, line, correct_column) if correct_column else None,
-                            counts={"words": words})
+                            counts={"completion_words": words})
                 )
     except UnicodeDecodeError as error:
         raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None

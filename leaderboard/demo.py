@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEMO_TASK = "qr_toy"
 DEMO_MODEL = "qr-toy"
@@ -110,19 +111,19 @@ def evaluate(
     return results
 
 
-def evaluate_toy(model_dir: Path, run: DemoRun, directory: Path, problems: int, batch_size: int = BATCH_SIZE) -> Path:
-    """One demo run: ``qr_toy`` with ``qr-hf`` (``quant=``, rescue, side file) saved under
+def evaluate_toy(model: Any, model_args: dict, run: DemoRun, directory: Path, problems: int,
+                 batch_size: int = BATCH_SIZE) -> Path:
+    """One demo run: ``qr_toy`` with a backend's model (``demo_backends``), saved under
     ``directory`` with its ``run.json``; returns ``directory``."""
+    from qr_adapters.toy_training import TOY_MODEL_DIR
+
     from .runs import SIDE_FILE
 
-    args = {"pretrained": str(model_dir), "dtype": "float32", "device": "cpu", "sidecar": str(directory / SIDE_FILE)}
-    if run.quant:
-        args["quant"] = run.quant
-    if run.rescue:
-        args.update(RESCUE, reference=str(model_dir))
-    evaluate("qr-hf", args, DEMO_TASK, directory, {"toy_n": problems, "pretrained": str(model_dir)},
+    evaluate(model, model_args, DEMO_TASK, directory, {"toy_n": problems, "pretrained": str(TOY_MODEL_DIR)},
              batch_size=batch_size)  # fmt: skip
     (results_file,) = directory.rglob("results_*.json")
+    if (directory / SIDE_FILE).is_file():  # beside results_*.json, where the README puts it
+        (directory / SIDE_FILE).replace(results_file.parent / SIDE_FILE)
     header = {"name": run.name, "model": DEMO_MODEL, "precision": run.label, "bits": run.bits}
     (results_file.parent / "run.json").write_text(json.dumps(header))
     return directory
@@ -146,23 +147,27 @@ def _silenced():
 
 
 def run_demo(
-    out: Path, progress: bool = True, problems: int = PROBLEMS, precisions: tuple[str, ...] = PRECISIONS
+    out: Path, progress: bool = True, problems: int = PROBLEMS, precisions: tuple[str, ...] = PRECISIONS,
+    backend: str = "hf",
 ) -> dict:
-    """Evaluate the toy model under ``out/runs``, write ``out/leaderboard`` and the gate's
-    verdict, and print the summary; returns the summary's figures (see :func:`summary_rows`).
+    """Evaluate the toy model under ``out/runs`` on ``backend`` (``demo_backends``), write
+    ``out/leaderboard`` and the gate's verdict, and print the summary; returns the summary's
+    figures (see :func:`summary_rows`).
 
     ``out`` is made absolute first: the runs name their models (so their tokenizers) by
     path, and must read the same from any directory. ``progress=False`` is ``--quiet``.
     """
-    import qr_adapters.hf  # noqa: F401  (registers qr-hf)
     from lm_eval_tasks.qr_toy import utils as toy
     from qr_adapters.toy_training import TOY_MODEL_DIR
 
-    from .runs import InputError, read_run
+    from .demo_backends import BACKENDS, open_backend
+    from .runs import SIDE_FILE, InputError, read_run
 
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out must be a directory")
+    if backend not in BACKENDS:
+        raise InputError("--backend", f"expected one of {', '.join(BACKENDS)}, got {backend}")
     try:
         toy.check_size(problems, "test")
     except ValueError as error:
@@ -170,17 +175,26 @@ def run_demo(
     plan = demo_runs(tuple(precisions))
     started = time.monotonic()
     runs = {}
-    for i, run in enumerate(plan, 1):
-        directory = out / "runs" / run.name
-        _clear(directory)
-        if progress:
-            print(f"[{i}/{len(plan)}] {run.name:<10} {run.label} ...", end="", file=sys.stderr, flush=True)
-        began = time.monotonic()
+    if progress and backend != "hf":
+        print(f"starting the {backend} backend ...", file=sys.stderr, flush=True)
+    with _silenced():
+        models = open_backend(backend, TOY_MODEL_DIR, RESCUE, out)
+    try:
+        for i, run in enumerate(plan, 1):
+            directory = out / "runs" / run.name
+            _clear(directory)
+            if progress:
+                print(f"[{i}/{len(plan)}] {run.name:<10} {run.label} ...", end="", file=sys.stderr, flush=True)
+            began = time.monotonic()
+            with _silenced():
+                model, model_args = models.model(run, directory / SIDE_FILE)
+                runs[run.name] = read_run(evaluate_toy(model, model_args, run, directory, problems))
+            if progress:
+                print(f" {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
+    finally:
         with _silenced():
-            runs[run.name] = read_run(evaluate_toy(TOY_MODEL_DIR, run, directory, problems))
-        if progress:
-            print(f" {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
-    figures = write_reports(out, plan, runs, progress)
+            models.close()
+    figures = write_reports(out, plan, runs, progress, backend)
     if progress:
         print(f"demo finished in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return figures
@@ -194,7 +208,7 @@ def _clear(directory: Path) -> None:
     directory.mkdir(parents=True)
 
 
-def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) -> dict:
+def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool, backend: str = "hf") -> dict:
     """The leaderboard, the W4 gate and the printed summary of the demo's runs."""
     from qr_metrics.files import atomic_write
 
@@ -213,7 +227,7 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool) ->
         handle.write(gate_verdict(verdict.as_dict()))
     result = verdict.as_dict(comparison=False)
     rows = summary_rows(board, runs)
-    print(summary_table(rows, board, runs["fp32"].generation[DEMO_TASK]["max_gen_toks"]))
+    print(summary_table(rows, board, runs["fp32"].generation[DEMO_TASK]["max_gen_toks"], backend))
     print()
     print(gate_summary(result))
     print()
@@ -260,7 +274,10 @@ def summary_rows(board: dict, runs: dict) -> list[dict]:
     return rows
 
 
-def summary_table(rows: list[dict], board: dict, max_gen_toks: int) -> str:
+BACKEND_MODELS = {"hf": "qr-hf", "vllm": "qr-vllm", "server": "qr-completions on two local vllm serve"}
+
+
+def summary_table(rows: list[dict], board: dict, max_gen_toks: int, backend: str = "hf") -> str:
     from .report import format_table, interval
 
     header = ["run", "precision", "rescue", "acc%", "mean tokens", "inflation vs fp32", "repeat%", "loop%",
@@ -278,7 +295,7 @@ def summary_table(rows: list[dict], board: dict, max_gen_toks: int) -> str:
     n = rows[0]["n"] if rows else 0
     return (
         f"{DEMO_TASK}, {n} held-out problems; greedy, max_gen_toks {max_gen_toks}; simulated RTN, groups of {GROUP_SIZE}; "
-        f"rescue: {RESCUE['rescue']} (reference: fp32)\n"
+        f"rescue: {RESCUE['rescue']} (reference: fp32); backend: {backend} ({BACKEND_MODELS[backend]})\n"
         f"inflation = mean reasoning tokens / fp32's, {100 * board['confidence']:g}% {board['method']} interval\n"
         + format_table(header, body)
     )

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qr_metrics.params import ParameterError
-from qr_metrics.pathologies import PATHOLOGIES
+from qr_metrics.pathologies import NEEDS, PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig
 
 from .report import interval
 from .runs import InputError, Run
+from .units import UNITS
 
 RATIOS = ("ratio_of_means", "both_correct_ratio", "paired_geomean_ratio", "macro_ratio")
 """Which overall inflation ratio ``max_inflation`` bounds (default: the headline)."""
@@ -250,7 +251,7 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
         rates = overall["pathology_rates"][name]
         figure = rates["candidate"]
         if figure is None:
-            detail = f"{name} rate unknown: the runs cannot tell (e.g. counts without completion text)"
+            detail = f"{name} rate unknown: needs {NEEDS[name]}"
         else:
             base = rates["baseline"]
             detail = f"{name}: candidate {100 * figure:.1f}% of samples" + (
@@ -267,7 +268,7 @@ def evaluate(comparison: dict[str, Any], policy: GatePolicy) -> list[Check]:
         else:
             base = curves["baseline"]
             detail = f"candidate {figure:.3f}" + ("" if base is None else f", baseline {base['auc']:.3f}")
-            detail += f" (budgets up to {curves['candidate']['limit']:g} {comparison['unit_field']})"
+            detail += f" (budgets up to {curves['candidate']['limit']:g} {UNITS[comparison['unit']].label})"
         checks.append(
             Check(
                 "budget_auc", "budget AUC (accuracy under a thinking budget)", "auc", figure,
@@ -324,7 +325,7 @@ def gate(
     baseline: Run,
     candidate: Run,
     policy: GatePolicy,
-    unit: str = "tokens",
+    unit: str | None = None,
     config: BootstrapConfig = DEFAULT_BOOTSTRAP,
     tokenizer: str | None = None,
     strict: bool = False,
@@ -420,7 +421,7 @@ class Selection:
             "selected": None if chosen is None else chosen.name,
             "baseline": self.baseline,
             "unit": self.unit,
-            "cost": f"bits x mean reasoning {self.unit} per sample",
+            "cost": f"bits x mean {UNITS[self.unit].label} per sample",
             "policy": self.policy.as_dict(),
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -430,15 +431,18 @@ def select_checkpoint(
     baseline: Run,
     candidates: Sequence[Run],
     policy: GatePolicy,
-    unit: str = "tokens",
+    unit: str | None = None,
     config: BootstrapConfig = DEFAULT_BOOTSTRAP,
     tokenizer: str | None = None,
     strict: bool = False,
     progress: bool = True,
     allow_missing: bool = False,
 ) -> Selection:
-    """Gate every candidate against ``baseline`` and price it (``Candidate.cost``);
-    ``allow_missing`` as in :func:`gate`."""
+    """Gate every candidate against ``baseline`` and price it (``Candidate.cost``), every
+    one in the same unit (``compare.resolve_unit`` over all the runs); ``allow_missing`` as
+    in :func:`gate`."""
+    from .compare import resolve_unit
+
     names = [c.name for c in candidates]
     for run in candidates:
         if names.count(run.name) > 1:
@@ -449,6 +453,8 @@ def select_checkpoint(
             )
     priced = []
     cache: dict = {}  # the baseline is measured once
+    pairs = [(baseline, run) for run in candidates]
+    unit = resolve_unit([baseline, *candidates], unit, tokenizer, pairs, progress, cache).name
     for run in candidates:
         result = gate(baseline, run, policy, unit, config, tokenizer, strict, progress, cache, allow_missing)
         priced.append(Candidate(run.name, float(run.bits), result.comparison["overall"]["mean_length"]["candidate"], result))

@@ -14,10 +14,13 @@ from typing import Any, Mapping
 from .leaderboard import OVERALL, display_cell, legend, scopes, table_columns
 
 _CAPTIONS = {
-    "accuracy_vs_length": "Accuracy (with its interval) against mean reasoning length, one point per run.",
+    "accuracy_vs_length": "Accuracy (with its interval) against mean reasoning length, one point per run "
+    "(a run has one colour and one marker, its bits', in every plot; a hollow marker sits on another run's point, "
+    "the legend names it).",
     "inflation_by_bits": "Inflation ratio against each run's baseline with interval whiskers, grouped by bits; "
-    "a triangle marks a lower bound (budget hit); runs without a baseline are not shown.",
-    "budget_accuracy": "Accuracy if every trace longer than the budget counted as wrong, one line per run; "
+    "a hollow marker marks a lower bound (budget hit); runs without a baseline are not shown.",
+    "budget_accuracy": "Accuracy if every trace longer than the budget counted as wrong, one line per run "
+    "(dashed over another run's identical curve, the legend names it); "
     "AUC: the area under it over the budgets shown, divided by the largest.",
 }
 
@@ -25,9 +28,10 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem; color: #1b1f24; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1rem; }
-th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.55rem; white-space: nowrap; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.45rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f6f8fa; cursor: pointer; user-select: none; }
+td:first-child, th:first-child { position: sticky; left: 0; } td:first-child { background: #fff; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
 tr.baseline td { background: #f3f9ff; } tr.no_baseline td { color: #57606a; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
@@ -98,6 +102,8 @@ def _table(board: dict[str, Any], scope: str, rows: list[dict[str, Any]], index:
             text, sort_value = display_cell(row, key)
             data = "" if sort_value is None else _e(repr(sort_value) if isinstance(sort_value, float) else sort_value)
             css = "" if key in _TEXT_KEYS else ' class="num"'
+            if css:  # a number breaks only before its interval, when the page is narrow
+                text = text.replace(" ", "\N{NO-BREAK SPACE}").replace("\N{NO-BREAK SPACE}[", " [")
             title = ""
             if key in ("ratio_of_means", "both_correct_ratio") and row["notes"]:
                 title = f' title="{_e("; ".join(row["notes"]))}"'

@@ -21,10 +21,11 @@ from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, accuracy_comparison
 
 from .analysis import MeasuredSample, reasoning_figures, shared_limit
-from .compare import UNIT_FIELDS, compare_runs, measure_in_unit, statistics_header
+from .compare import compare_runs, measure_cached, resolve_unit, statistics_header
 from qr_metrics.files import atomic_write
 from .report import interval, markdown_cell
 from .runs import InputError, Run, read_run
+from .units import UNITS
 
 FULL_PRECISION = frozenset(
     {"bf16", "bfloat16", "fp16", "float16", "f16", "half", "fp32", "float32", "f32", "float", "full"}
@@ -205,7 +206,7 @@ def resolve_speedup(
 def build_leaderboard(
     runs: Sequence[Run],
     baseline: str | Run | None = None,
-    unit: str = "tokens",
+    unit: str | None = None,
     config: BootstrapConfig = DEFAULT_BOOTSTRAP,
     tokenizer: str | None = None,
     speedups: Mapping[str, float] | None = None,
@@ -217,13 +218,11 @@ def build_leaderboard(
 
     ``speedups``: precision label -> per-token speedup; it overrides a run's own
     ``speedup`` (run.json) and the measured one (:func:`resolve_speedup`). A label that
-    matches no run is an input error.
+    matches no run is an input error. ``unit``: see ``compare.resolve_unit`` (None: the
+    best unit every row has).
     """
-    if unit not in UNIT_FIELDS:
-        raise InputError("--unit", f"must be one of {sorted(UNIT_FIELDS)}, got {unit!r}")
     if not runs:
         raise InputError("command line", "no runs given")
-    field = UNIT_FIELDS[unit]
     rows_runs, plan = resolve_baselines(runs, baseline)
     speedups = dict(speedups or {})
     precisions = {r.precision for r in rows_runs}
@@ -237,7 +236,10 @@ def build_leaderboard(
     run_info = []
     warnings: list[str] = []
     cache: dict = {}  # each run is measured once, however many rows it is the baseline of
-    every = {run.name: measure_in_unit(run, unit, tokenizer, progress, cache) for run in rows_runs}
+    pairs = [(plan[run.name][0], run) for run in rows_runs if plan[run.name][1] == "candidate"]
+    unit = resolve_unit(rows_runs, unit, tokenizer, pairs, progress, cache)
+    field = unit.field
+    every = {run.name: measure_cached(run, tokenizer, progress, cache) for run in rows_runs}
     pooled = [m for measured in every.values() for m in measured]
     limits = {task: shared_limit([m for m in pooled if m.sample.task == task], field) for task in tasks}
     limits[OVERALL] = shared_limit(pooled, field)  # one budget axis for every run's row
@@ -247,7 +249,7 @@ def build_leaderboard(
         comparison = None
         if role == "candidate":
             comparison = compare_runs(
-                reference, run, unit=unit, config=config, tokenizer=tokenizer, strict=strict, progress=progress,
+                reference, run, unit=unit.name, config=config, tokenizer=tokenizer, strict=strict, progress=progress,
                 cache=cache,
             )
             warnings.extend(f"{run.name}: {w}" for w in comparison["warnings"])
@@ -380,10 +382,10 @@ def _shows_speedup(board: dict[str, Any]) -> bool:
 
 def table_columns(board: dict[str, Any]) -> list[tuple[str, str]]:
     """(key, header) of the displayed columns, shared by Markdown and HTML."""
-    unit = board["unit"]
+    unit = UNITS[board["unit"]]
     columns = [
         ("run", "Run"), ("model", "Model"), ("precision", "Precision"), ("bits", "Bits"), ("n", "n"),
-        ("accuracy", "Accuracy %"), ("mean_length", f"Mean reasoning {unit}"),
+        ("accuracy", "Accuracy %"), ("mean_length", f"Mean {unit.label}"),
         ("ratio_of_means", "Inflation ×"), ("both_correct_ratio", "Both-correct ×"),
         ("loop", "Loop %"), ("budget_exhausted", "Budget hit %"), ("unclosed", "Unclosed %"),
         ("delayed_commitment", "Delayed commit %"), ("budget_auc", "Budget AUC"),
@@ -443,14 +445,14 @@ def scopes(board: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 def legend(board: dict[str, Any], escape=str) -> list[str]:
     """The notes printed under the tables; ``escape`` is applied to run names."""
-    unit = board["unit"]
+    unit = UNITS[board["unit"]]
     lines = [
-        f"Lengths are reasoning {unit}. Intervals: {100 * board['confidence']:g}% {board['method']} paired "
+        f"Lengths are {unit.label}. Intervals: {100 * board['confidence']:g}% {board['method']} paired "
         f"bootstrap over items ({board['n_resamples']} resamples, seed {board['seed']}).",
-        f"Inflation ×: the run's mean reasoning {unit} over its baseline's on the same items (ratio of means); "
+        f"Inflation ×: the run's mean {unit.label} over its baseline's on the same items (ratio of means); "
         "both-correct ×: the same over the items both answer correctly.",
         "Each row's baseline: " + escape(_rule_text(board["baseline_rule"])) + ".",
-        f"Budget AUC: area under the accuracy a run keeps when every trace longer than t {unit} counts as "
+        f"Budget AUC: area under the accuracy a run keeps when every trace longer than t {unit.short} counts as "
         "wrong, t from 0 to one limit shared by all rows (the generation budget for tokens, else the longest "
         "trace), divided by that limit; markers /1k words: self-correction markers (wait, hmm, ...) per "
         "1,000 reasoning words.",
@@ -510,7 +512,7 @@ def write_leaderboard(board: dict[str, Any], out: str | Path, plots: bool = True
         from .plots import leaderboard_plots
 
         overall = [r for r in board["rows"] if r["task"] == OVERALL]
-        images = leaderboard_plots(overall, board["unit"], board["confidence"])
+        images = leaderboard_plots(overall, UNITS[board["unit"]].label, board["confidence"])
     texts = {
         "leaderboard.md": to_markdown(board),
         "leaderboard.csv": to_csv(board),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from qr_metrics.counts import count_words
+from qr_metrics.counts import count_steps, count_words
 from qr_metrics.graders import grader_for_task
 from qr_metrics.params import DEFAULT_PARAMS
 from qr_metrics.rescue import choose_rescue
@@ -25,23 +25,12 @@ from qr_metrics.segments import split_reasoning
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, inflation_ratios
 
 from .analysis import MeasuredSample
-from .compare import (
-    UNIT_FIELDS,
-    compatibility_issues,
-    measure_cached,
-    measure_in_unit,
-    measure_pair,
-    pair_lengths,
-    pair_samples,
-    statistics_header,
-)
+from .compare import compatibility_issues, measure_cached, pair_lengths, pair_samples, resolve_unit, statistics_header
 from .runs import InputError, Run
+from .units import TOKENS
 
 POLICIES = ("commit",)
 """Rescue policies replay can apply offline (a fallback needs the reference model)."""
-
-UNITS = ("tokens", "words")
-
 
 @dataclass(frozen=True)
 class Replayed:
@@ -60,7 +49,8 @@ class Replayed:
 
 def replay_sample(measured: MeasuredSample, field: str, policy: str = "commit") -> Replayed:
     """Cut a flagged trace at its loop onset and commit the last answer written before it;
-    ``field`` is the length count replayed (``reasoning_tokens`` or ``words``)."""
+    ``field`` is the length count replayed (a unit's field: the reasoning's tokens, words or
+    steps before the cut, or the completion's words before it)."""
     unchanged = Replayed(measured, measured.counts[field], measured.correct)
     if not unchanged.flagged:
         return unchanged
@@ -73,7 +63,12 @@ def replay_sample(measured: MeasuredSample, field: str, policy: str = "commit") 
     if answer is None:
         return unchanged
     gold = measured.sample.gold
-    length = measured.loop_onset if field == "reasoning_tokens" else count_words(kept)
+    if field == TOKENS.field:
+        length = measured.loop_onset
+    elif field == "completion_words":
+        length = count_words(completion[: measured.loop_onset_char])
+    else:
+        length = (count_steps if field == "steps" else count_words)(kept)
     return Replayed(measured, length, None if gold is None else grader.is_correct(answer, gold), answer)
 
 
@@ -88,22 +83,18 @@ def replay_run(
 ) -> dict[str, Any]:
     """The documented ``qr-eval replay --json`` object.
 
-    ``unit`` None: tokens when every sample has token counts (a tokenizer is known), else
-    words. With ``baseline``, each task's inflation ratio before and after the rescue.
+    ``unit``: see ``compare.resolve_unit`` (None: the best unit the run and the baseline
+    have). With ``baseline``, each task's inflation ratio before and after the rescue.
     """
     if policy not in POLICIES:
         raise InputError("--policy", f"must be one of {list(POLICIES)}, got {policy!r}")
     cache: dict = {}
-    if unit is None:
-        unit = _default_unit(measure_cached(run, tokenizer, progress, cache))
-    if unit not in UNITS:
-        raise InputError("--unit", f"must be one of {list(UNITS)}, got {unit!r}")
-    if baseline is None:
-        measured, base_measured = measure_in_unit(run, unit, tokenizer, progress, cache), None
-    else:
-        base_measured, measured = measure_pair(baseline, run, unit, tokenizer, progress, cache)
-    field = UNIT_FIELDS[unit]
-    if field == "reasoning_tokens":
+    runs, pairs = ([run], []) if baseline is None else ([baseline, run], [(baseline, run)])
+    unit = resolve_unit(runs, unit, tokenizer, pairs, progress, cache)
+    measured = measure_cached(run, tokenizer, progress, cache)
+    base_measured = None if baseline is None else measure_cached(baseline, tokenizer, progress, cache)
+    field = unit.field
+    if unit is TOKENS:
         _require_token_onsets(run, measured)
     replayed = [replay_sample(m, field, policy) for m in measured]
     by_task: dict[str, list[Replayed]] = {}
@@ -131,13 +122,6 @@ def replay_run(
         "warnings": warnings,
         "tasks": tasks,
     }
-
-
-def _default_unit(measured: list[MeasuredSample]) -> str:
-    tokens = all("reasoning_tokens" in m.counts for m in measured) and all(
-        m.loop_onset is not None for m in measured if m.flags.get("loop")
-    )
-    return "tokens" if tokens else "words"
 
 
 def _require_token_onsets(run: Run, measured: list[MeasuredSample]) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from qr_metrics.pathologies import PATHOLOGIES
 
+from .units import UNITS, best_unit
+
 _SHORT = {
     "loop": "loop",
     "repetition": "rep",
@@ -37,15 +39,15 @@ _RESCUE = {"rescued": "rescued", "committed": "commit", "fell_back": "fallback",
 
 def analysis_table(name: str, summary: dict[str, dict[str, Any]]) -> str:
     """One row per task: n, accuracy, mean/p90 reasoning length, pathology rates in %, and
-    the rescue counts when a task has them."""
-    unit = "reasoning_tokens" if all("reasoning_tokens" in s for s in summary.values()) else "words"
-    label = "tokens" if unit == "reasoning_tokens" else "words"
+    the rescue counts when a task has them; lengths in the best unit every task has."""
+    unit = best_unit(summary.values())
+    label = unit.short
     rescue = any("rescue" in s for s in summary.values())
     header = ["task", "n", "acc%", f"mean {label}", f"p90 {label}", *(f"{_SHORT[p]}%" for p in PATHOLOGIES)]
     header += list(_RESCUE.values()) if rescue else []
     rows = []
     for task, s in summary.items():
-        lengths = s.get(unit) or {}
+        lengths = s.get(unit.field) or {}
         rows.append(
             [task, str(s["n"]), _cell(s["accuracy"], True), _cell(lengths.get("mean")), _cell(lengths.get("p90"))]
             + [_cell(s["rates"][p], True) for p in PATHOLOGIES]
@@ -60,7 +62,7 @@ def analysis_table(name: str, summary: dict[str, dict[str, Any]]) -> str:
         ],
     )
     return (
-        f"run: {name}  (lengths: reasoning {label}; pathologies: % of samples, '-' unknown)\n"
+        f"run: {name}  (lengths: {unit.label}; pathologies: % of samples, '-' unknown)\n"
         + format_table(header, rows)
         + f"\n\nbudget_auc: area under accuracy-under-budget, budgets 0 to {_limits(f['budget_accuracy'] for f in summary.values())} {label}; "
         "first_correct/reflection/efficiency: means over correct samples\n"
@@ -137,7 +139,7 @@ def comparison_table(result: dict[str, Any]) -> str:
         )
     lines = [
         f"baseline: {result['baseline']['name']}   candidate: {result['candidate']['name']}",
-        f"unit: {result['unit_field']}   {100 * result['confidence']:g}% {result['method']} intervals, "
+        f"unit: {UNITS[result['unit']].label}   {100 * result['confidence']:g}% {result['method']} intervals, "
         f"{result['n_resamples']} resamples, seed {result['seed']}",
         format_table(header, rows),
     ]
@@ -156,7 +158,7 @@ def comparison_table(result: dict[str, Any]) -> str:
         )
     header = ["task", "budget_auc b->c", "efficiency b->c", "markers/1k words b->c", "markers ratio", "pass@1 sd b / c"]
     limits = _limits(curve for b in [*result["tasks"].values(), result["overall"]] for curve in b["budget_accuracy"].values())
-    lines += ["", f"budget_auc: budgets 0 to {limits} {result['unit_field']}; efficiency: mean over correct samples",
+    lines += ["", f"budget_auc: budgets 0 to {limits} {UNITS[result['unit']].short}; efficiency: mean over correct samples",
               format_table(header, figures)]
     macro = result["overall"].get("macro_ratio")
     if macro and len(result["tasks"]) > 1:
@@ -218,7 +220,7 @@ def gate_verdict(result: dict[str, Any]) -> str:
     if comparison is not None:
         lines += [
             "",
-            f"Unit: reasoning {comparison['unit']}; {comparison['n_pairs']} pairs; "
+            f"Unit: {UNITS[comparison['unit']].label}; {comparison['n_pairs']} pairs; "
             f"{100 * comparison['confidence']:g}% {comparison['method']} bootstrap intervals "
             f"({comparison['n_resamples']} resamples, seed {comparison['seed']}).",
         ]
@@ -267,9 +269,9 @@ def selection_report(selection: dict[str, Any]) -> str:
 def replay_table(result: dict[str, Any]) -> str:
     """Per task: loops flagged, traces rescued, accuracy, units saved and mean length before
     -> after the policy, and the inflation ratio before -> after when a baseline was given."""
-    unit = result["unit"]
+    unit = UNITS[result["unit"]]
     baseline = result["baseline"] is not None
-    header = ["task", "n", "loops", "rescued", "acc% before->after", f"saved {unit}", f"mean {unit} before->after"]
+    header = ["task", "n", "loops", "rescued", "acc% before->after", f"saved {unit.short}", f"mean {unit.short} before->after"]
     header += ["inflation before", "inflation after"] if baseline else []
     rows = []
     for task, t in result["tasks"].items():
@@ -280,7 +282,7 @@ def replay_table(result: dict[str, Any]) -> str:
              f"{_cell(mean['before'])} -> {_cell(mean['after'])}"]
             + ([interval(inflation.get("before")), interval(inflation.get("after"))] if baseline else [])
         )
-    lines = [f"run: {result['run']['name']}   policy: {result['policy']}   unit: reasoning {unit}"]
+    lines = [f"run: {result['run']['name']}   policy: {result['policy']}   unit: {unit.label}"]
     if baseline:
         lines[0] += (
             f"   baseline: {result['baseline']['name']} ({100 * result['confidence']:g}% {result['method']} intervals)"

@@ -22,6 +22,7 @@ import jsonlines
 from qr_metrics.counts import MAX_COUNT, is_count
 from qr_metrics.documents import doc_id_key, doc_key
 from qr_metrics.sidecar import SideRecord
+from .units import COUNT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ RUN_JSON = "run.json"
 the root of an lm-eval ``--output_path`` (the nearer one wins)."""
 _RESULTS = re.compile(r"^results_(?P<stamp>.+)\.json$")
 SIDE_FILE = "qr_sidecar.jsonl"
-"""The side file picked up beside ``results_*.json`` when ``model_args`` names none."""
+"""The side file's default name, looked for beside the run (see ``_side_file``)."""
 
 
 class InputError(ValueError):
@@ -179,6 +180,8 @@ def _read_traces(path: Path, header: dict[str, Any]) -> Run:
         if not isinstance(counts, dict):
             raise InputError(path, "must map unit names to counts", line_no, "counts")
         for unit, value in counts.items():
+            if unit not in COUNT_FIELDS:
+                raise InputError(path, f"unknown count {unit!r}; known: {', '.join(COUNT_FIELDS)}", line_no, "counts")
             if not is_count(value):
                 raise InputError(path, f"{unit!r} must be an integer in [0, 2**53]", line_no, "counts")
         if completion is None and not counts:
@@ -321,7 +324,7 @@ def _read_lm_eval(results_path: Path, root: Path | None = None) -> Run:
         samples.extend(_lm_eval_samples(samples_path, task, generation[task].get("max_gen_toks")))
     if not samples:
         raise InputError(results_path, "no task with logged samples")
-    side_path = _side_file(results_path, model_args)
+    side_path = _side_file(results_path, model_args, root)
     if side_path is not None:
         samples = _join_side_file(side_path, samples)
     nearest = [d / RUN_JSON for d in (results_path.parent, root) if d is not None and (d / RUN_JSON).is_file()]
@@ -410,22 +413,32 @@ def _request_of(record: dict) -> tuple[str | None, int | None]:
     return (args[0] if args else None), (budget if is_count(budget) else None)
 
 
-def _side_file(results_path: Path, model_args: dict[str, Any]) -> Path | None:
-    """The side file ``model_args`` names (``sidecar=PATH``), else ``qr_sidecar.jsonl``
-    beside the results. A relative name is tried from the current directory, then from the
-    results' directory; any name is finally tried beside the results (a run directory
-    copied from elsewhere). One named but not found is a warning: the run is read without it.
+def _side_file(results_path: Path, model_args: dict[str, Any], root: Path | None = None) -> Path | None:
+    """The run's side file. The one beside the run comes first, so that a run copied or
+    moved reads its own: in the results' directory, then in ``root`` (the directory read,
+    lm-eval's ``--output_path``), the name ``model_args`` gives (``sidecar=PATH``: as a
+    relative path, then its file name), then ``qr_sidecar.jsonl``. Else the named path as
+    given (relative to the current directory). A side file read from outside the run, or
+    chosen over another one that ``sidecar=`` names, is said in one line on stderr; one named
+    but found nowhere is a warning, and the run is read without it.
     """
-    named = model_args.get("sidecar")
-    if not named:
-        beside = results_path.parent / SIDE_FILE
-        return beside if beside.is_file() else None
-    path = Path(str(named))
-    tries = [path] if path.is_absolute() else [path, results_path.parent / path]
-    for candidate in [*tries, results_path.parent / path.name]:
-        if candidate.is_file():
-            return candidate
-    log.warning("side file %s (model_args sidecar=) not found: reading %s without it", path, results_path)
+    named = Path(str(model_args["sidecar"])) if model_args.get("sidecar") else None
+    names = [SIDE_FILE]
+    if named is not None:
+        names[:0] = [named.name] if named.is_absolute() else [str(named), named.name]
+    folders = dict.fromkeys(d for d in (results_path.parent, root) if d is not None)
+    found = next((d / name for d in folders for name in dict.fromkeys(names) if (d / name).is_file()), None)
+    if found is not None:
+        if named is not None and named.is_file() and not named.samefile(found):
+            log.warning("%s: reading the side file beside the run, %s, not %s (model_args sidecar=)",
+                        results_path, found, named)
+        return found
+    if named is None:
+        return None
+    if named.is_file():
+        log.warning("%s: reading the side file %s (model_args sidecar=): none beside the run", results_path, named)
+        return named
+    log.warning("side file %s (model_args sidecar=) not found: reading %s without it", named, results_path)
     return None
 
 

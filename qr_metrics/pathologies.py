@@ -16,6 +16,14 @@ PATHOLOGIES = (
 )
 """Every pathology flag, in report order."""
 
+NEEDS = {
+    **dict.fromkeys(PATHOLOGIES, "the completions' text (count-only data has none)"),
+    "budget_exhausted": "a finish reason, or token counts and the generation budget (max_gen_toks), of every sample",
+    "exhausted_in_reasoning": "the completions' text and a finish reason (or token counts and the budget)",
+    "answer_found_not_given": "the completions' text and the gold answers",
+}
+"""What data gives each flag: without it the flag, and any rate over it, is unknown."""
+
 
 def repeated_sentence_share(norms: list[str]) -> float:
     """Share of sentences that repeat an earlier one; ``norms`` are the reasoning's normalised

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
@@ -109,10 +111,15 @@ def test_token_ratios_across_tokenizers_are_refused(tmp_path):
     assert compare_runs(b, c, unit="words", config=FAST)["overall"]["ratio_of_means"]["estimate"] == 1.0
 
 
-def test_missing_unit_is_an_input_error(tmp_path):
+def test_missing_unit_is_an_input_error_that_names_the_fix(tmp_path):
     b = read_run(trace_dir(tmp_path, "b", [counted("t", 0, 5)]))
     c = read_run(trace_dir(tmp_path, "c", [counted("t", 0, 5)]))
-    with pytest.raises(InputError, match="no 'reasoning_tokens' count.*--tokenizer"):
+    with pytest.raises(InputError, match="no 'reasoning_tokens' count.*count-only data.*; use --unit words$"):
+        compare_runs(b, c, unit="tokens", config=FAST)
+    text = [{"task": "t", "doc_id": 0, "completion": "a b c</think>\\boxed{1}"}]
+    b, c = (read_run(trace_dir(tmp_path, name, text)) for name in ("tb", "tc"))
+    fix = "no tokenizer could be resolved; pass --tokenizer NAME_OR_PATH to count tokens or use --unit words$"
+    with pytest.raises(InputError, match=fix):
         compare_runs(b, c, unit="tokens", config=FAST)
 
 
@@ -185,8 +192,12 @@ def math500_runs(fixtures_dir, tmp_path_factory):
     return runs
 
 
-def test_real_awq_w3_inflation_against_bf16(math500_runs):
-    result = compare_runs(math500_runs["bf16"], math500_runs["awq-w3g128"], unit="words")
+def test_real_awq_w3_inflation_against_bf16(math500_runs, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = compare_runs(math500_runs["bf16"], math500_runs["awq-w3g128"], progress=False)
+    (notice,) = [r.getMessage() for r in caplog.records]
+    assert notice.startswith("lengths in completion words, the best unit every sample has: ")
+    assert (result["unit"], result["unit_field"]) == ("completion_words", "completion_words")
     block = result["overall"]
     ratio = block["ratio_of_means"]
     # The publisher's facts: 11327 / 2983 mean words (their word count covers the whole
@@ -200,7 +211,7 @@ def test_real_awq_w3_inflation_against_bf16(math500_runs):
 
 
 def test_real_gptq_w4_interval_contains_one(math500_runs):
-    ratio = compare_runs(math500_runs["bf16"], math500_runs["gptq-w4g128"], unit="words")["overall"]["ratio_of_means"]
+    ratio = compare_runs(math500_runs["bf16"], math500_runs["gptq-w4g128"])["overall"]["ratio_of_means"]
     assert ratio["low"] <= 1.0 <= ratio["high"]
 
 
@@ -225,3 +236,68 @@ def test_outputs_are_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------------- one unit rule
+
+
+def _cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+FAST_CLI = ["--n-resamples", "100", "--quiet"]
+VERBS = {  # verb -> (arguments after the runs, how to read the unit of its --json output)
+    "compare": (["--json", *FAST_CLI], lambda out: json.loads(out)["unit"]),
+    "gate": (["--max-inflation", "9", "--json", *FAST_CLI], lambda out: json.loads(out)["unit"]),
+    "select": (["--max-inflation", "9", "--json", *FAST_CLI], lambda out: json.loads(out)["unit"]),
+    "leaderboard": (["--out", "board", "--no-plots", *FAST_CLI],
+                    lambda out: json.loads((Path(out.splitlines()[0]).parent / "leaderboard.json").read_text())["unit"]),
+    "replay": (["--json", "--quiet"], lambda out: json.loads(out)["unit"]),
+    "analyze": (["--json", "--quiet"], lambda out: json.loads(out)["t"]["budget_accuracy"]["unit"]),
+}
+
+
+def _notices(caplog) -> list[str]:
+    notices = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    caplog.clear()
+    return notices
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_verb_falls_back_to_the_unit_every_sample_has_and_says_so(tmp_path, capsys, caplog, monkeypatch, verb):
+    """Count-only data of the whole completion (a converted per-sample CSV): every verb
+    measures in completion words, says so in one notice line (a warning: stderr), and names
+    it in its output; a --unit the data lacks is one line naming the --unit that works."""
+    monkeypatch.chdir(tmp_path)
+    records = [{"task": "t", "doc_id": i, "correct": i % 3 > 0, "counts": {"completion_words": 100 + i}} for i in range(8)]
+    base = trace_dir(tmp_path, "b", records, model="m", precision="bf16", bits=16)
+    cand = trace_dir(tmp_path, "c", records, model="m", precision="int4", bits=4)
+    extra, unit_of = VERBS[verb]
+    runs = [base] if verb == "analyze" else [cand, "--baseline", base] if verb == "replay" else [base, cand]
+    with caplog.at_level(logging.WARNING):
+        code, out, err = _cli(capsys, verb, *runs, *extra)
+        assert code == 0, err
+        (notice,) = _notices(caplog)
+        assert notice.startswith("lengths in completion words, the best unit every sample has: ")
+        assert "count-only data" in notice and "\n" not in notice
+        assert unit_of(out) == "completion_words"
+        if verb != "analyze":
+            code, _, err = _cli(capsys, verb, *runs, *extra, "--unit", "words")
+            assert code == 2 and err.count("\n") == 1 and not _notices(caplog), err
+            assert "no 'words' count (reasoning words)" in err and err.rstrip().endswith("use --unit completion_words")
+
+
+def test_text_without_a_tokenizer_is_measured_in_reasoning_words(tmp_path, capsys, caplog):
+    text = [{"task": "t", "doc_id": i, "completion": "a b c " * (i + 1) + "</think>\\boxed{1}"} for i in range(4)]
+    base, cand = trace_dir(tmp_path, "b", text), trace_dir(tmp_path, "c", text)
+    with caplog.at_level(logging.WARNING):
+        code, out, err = _cli(capsys, "compare", base, cand, "--json", "--n-resamples", "100", "--quiet")
+    assert code == 0 and json.loads(out)["unit"] == "words"
+    (notice,) = _notices(caplog)
+    assert notice.startswith("lengths in reasoning words, the best unit every sample has: ") and "--tokenizer" in notice
+    code, out, _ = _cli(capsys, "compare", base, cand, "--n-resamples", "100", "--quiet")
+    assert "unit: reasoning words" in out
+    code, _, err = _cli(capsys, "compare", base, cand, "--unit", "tokens", "--quiet")
+    assert code == 2 and err.rstrip().endswith("pass --tokenizer NAME_OR_PATH to count tokens or use --unit words"), err

@@ -30,8 +30,8 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def converted(capsys, source: Path, *flags) -> list[dict]:
-    out = source.parent / "out.jsonl"
+def converted(capsys, source: Path, *flags, out: Path | None = None) -> list[dict]:
+    out = out or source.parent / "out.jsonl"  # (the real fixtures are read-only: give ``out``)
     code, _, err = cli(capsys, "convert", source, "--out", out, "--quiet", *flags)
     assert code == 0, err
     return lines(out)
@@ -118,11 +118,12 @@ def test_per_sample_csv_with_the_publishers_columns(tmp_path, capsys):
     )
     records = converted(capsys, source)
     assert records == [
-        {"task": "MATH-500", "doc_id": 0, "repeat": 0, "correct": True, "counts": {"words": 3813}},
-        {"task": "MATH-500", "doc_id": 1, "repeat": 0, "correct": False, "counts": {"words": 1237}},
+        {"task": "MATH-500", "doc_id": 0, "repeat": 0, "correct": True, "counts": {"completion_words": 3813}},
+        {"task": "MATH-500", "doc_id": 1, "repeat": 0, "correct": False, "counts": {"completion_words": 1237}},
     ]
     summary, _ = analyzed(capsys, tmp_path / "out.jsonl")
-    assert summary["MATH-500"]["accuracy"] == 0.5 and summary["MATH-500"]["words"]["mean"] == 2525
+    assert summary["MATH-500"]["accuracy"] == 0.5 and summary["MATH-500"]["completion_words"]["mean"] == 2525
+    assert "words" not in summary["MATH-500"]  # a count of the whole completion is not of the reasoning
 
 
 def test_per_sample_csv_with_other_column_names_and_unknown_correctness(tmp_path, capsys):
@@ -130,9 +131,9 @@ def test_per_sample_csv_with_other_column_names_and_unknown_correctness(tmp_path
     source.write_text("\ufeffdoc_id,words,correct\nq1,5,1\nq2,7,\n3,9,no\n")  # a spreadsheet's byte-order mark
     records = converted(capsys, source, "--task", "aime")
     assert records == [
-        {"task": "aime", "doc_id": "q1", "repeat": 0, "correct": True, "counts": {"words": 5}},
-        {"task": "aime", "doc_id": "q2", "repeat": 0, "counts": {"words": 7}},
-        {"task": "aime", "doc_id": 3, "repeat": 0, "correct": False, "counts": {"words": 9}},
+        {"task": "aime", "doc_id": "q1", "repeat": 0, "correct": True, "counts": {"completion_words": 5}},
+        {"task": "aime", "doc_id": "q2", "repeat": 0, "counts": {"completion_words": 7}},
+        {"task": "aime", "doc_id": 3, "repeat": 0, "correct": False, "counts": {"completion_words": 9}},
     ]
 
 
@@ -191,7 +192,7 @@ def test_out_dash_writes_the_records_to_stdout(tmp_path, capsys, monkeypatch):
     code, out, err = cli(capsys, "convert", "s.csv", "--task", "t", "--out", "-")
     assert code == 0, err
     assert [json.loads(line) for line in out.splitlines()] == [
-        {"task": "t", "doc_id": 0, "repeat": 0, "correct": True, "counts": {"words": 3}}
+        {"task": "t", "doc_id": 0, "repeat": 0, "correct": True, "counts": {"completion_words": 3}}
     ]
     assert not (tmp_path / "-").exists()
     assert "s.csv (per-sample CSV): 1 records, task t -> -" in err
@@ -265,7 +266,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
 def test_real_generations_convert_item_for_item(fixtures_dir, tmp_path, capsys):
     for source in sorted((fixtures_dir / "generations").glob("*.json")):
         task = source.stem.rsplit("_", 1)[1]
-        records = converted(capsys, source, "--task", task)
+        records = converted(capsys, source, "--task", task, out=tmp_path / "out.jsonl")
         items = json.loads(source.read_text())
         assert len(records) == len(items) > 0
         for i, (record, item) in enumerate(zip(records, items)):
@@ -275,15 +276,27 @@ def test_real_generations_convert_item_for_item(fixtures_dir, tmp_path, capsys):
 
 def test_real_per_sample_files_give_the_published_facts(fixtures_dir, tmp_path, capsys):
     for source in sorted((fixtures_dir / "per_sample").glob("*.csv")):
-        records = converted(capsys, source)  # the task comes from the dataset column
+        records = converted(capsys, source, out=tmp_path / "out.jsonl")  # the task comes from the dataset column
         with source.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert [r["task"] for r in records] == [row["dataset"] for row in rows]
-        assert [r["counts"]["words"] for r in records] == [int(row["word_count"]) for row in rows]
+        assert [r["counts"]["completion_words"] for r in records] == [int(row["word_count"]) for row in rows]
         assert [r["correct"] for r in records] == [row["is_correct"] == "True" for row in rows]
         if source.stem == "bf16_MATH-500":  # the fixtures' README: 85.0 %, mean 2983 words
             assert sum(r["correct"] for r in records) / len(records) == 0.85
-            assert round(sum(r["counts"]["words"] for r in records) / len(records)) == 2983
+            assert round(sum(r["counts"]["completion_words"] for r in records) / len(records)) == 2983
+
+
+def test_a_per_sample_word_count_is_of_the_whole_completion(fixtures_dir, tmp_path, capsys):
+    """The one configuration published both ways: its CSV's word_count is the completion's
+    words as analyze counts them from the generations (completion_words), not the reasoning's."""
+    name = "gptq-w4g128_AIME-90"
+    counted = converted(capsys, fixtures_dir / "per_sample" / f"{name}.csv", out=tmp_path / "csv.jsonl")
+    converted(capsys, fixtures_dir / "generations" / f"{name}.json", "--task", "AIME-90", out=tmp_path / "text.jsonl")
+    _, measured = analyzed(capsys, tmp_path / "text.jsonl")
+    assert [r["counts"]["completion_words"] for r in counted] == [measured[(i, 0)]["counts"]["completion_words"]
+                                                                 for i in range(len(counted))]
+    assert any(measured[(i, 0)]["counts"]["words"] < r["counts"]["completion_words"] for i, r in enumerate(counted))
 
 
 # ----------------------------------------------------------------------------- the README

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qr_leaderboard.cli import main
-from qr_leaderboard.runs import read_run
+from qr_leaderboard.runs import SIDE_FILE, read_run
 
 PROBLEMS = 8
 RUNS = ("fp32", "fp32-rescue", "w4", "w4-rescue")
@@ -39,6 +39,8 @@ def test_demo_writes_runs_leaderboard_and_gate(demo):
         run = read_run(demo / "runs" / name)
         assert len(run.samples) == PROBLEMS and run.tasks == ["qr_toy"] and run.model == "qr-toy"
         assert all(s.side is not None for s in run.samples)  # the side file was read
+        (results,) = (demo / "runs" / name).rglob("results_*.json")  # ... beside results_*.json, as the README says
+        assert (results.parent / SIDE_FILE).is_file() and not (demo / "runs" / name / SIDE_FILE).exists()
     assert read_run(demo / "runs" / "w4-rescue").precision == "rtn-w4g48+rescue"
     assert read_run(demo / "runs" / "w4").bits == 4
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",

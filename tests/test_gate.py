@@ -357,7 +357,7 @@ def real(fixtures_dir, tmp_path_factory):
     return fixture_runs(fixtures_dir, tmp_path_factory.mktemp("r1-distill"))
 
 
-THRESHOLDS = ["--max-inflation", "1.2", "--max-accuracy-drop", "0.06", "--unit", "words", "--n-resamples", "2000", "--quiet"]
+THRESHOLDS = ["--max-inflation", "1.2", "--max-accuracy-drop", "0.06", "--n-resamples", "2000", "--quiet"]
 
 
 @pytest.mark.parametrize("name, code", [("awq-w4g128", 0), ("awq-w3g128", 1), ("gptq-w3g128", 1)])
@@ -398,10 +398,13 @@ def test_select_on_the_real_math500_outputs(fixtures_dir, real, capsys):
         assert candidate["cost"] == pytest.approx(FIXTURE_BITS[candidate["name"]] * sum(words) / len(words), rel=1e-12)
 
 
-def test_unknown_pathology_rates_fail_on_counts_only_data(real, capsys):
+def test_unknown_pathology_rates_fail_on_counts_only_data_and_say_what_gives_them(real, capsys):
     code, out, _ = run_cli(capsys, "gate", real["bf16"], real["awq-w4g128"], "--max-rate", "loop=0.5",
-                           "--unit", "words", "--n-resamples", "500", "--quiet")
-    assert code == 1 and "| loop rate | unknown | ≤ 50% | **fail** |" in out
+                           "--max-rate", "budget_exhausted=0.5", "--json", "--n-resamples", "500", "--quiet")
+    details = {c["name"]: c["detail"] for c in json.loads(out)["checks"]}
+    assert code == 1
+    assert details["loop"] == "loop rate unknown: needs the completions' text (count-only data has none)"
+    assert details["budget_exhausted"].startswith("budget_exhausted rate unknown: needs a finish reason, or token counts")
 
 
 def test_input_error_is_reported_not_raised(tmp_path, capsys):
@@ -417,8 +420,17 @@ EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples
 
 def test_the_example_policy_loads():
     policy = load_policy(EXAMPLES / "qr-gate.yaml")
-    assert policy == GatePolicy(max_inflation=1.2, max_accuracy_drop=0.06,
-                                max_rates={"loop": 0.02, "budget_exhausted": 0.05}, confidence=0.95)
+    assert policy == GatePolicy(max_inflation=1.2, max_accuracy_drop=0.06, confidence=0.95)
+
+
+@pytest.mark.parametrize("verb", ["gate", "select"])
+def test_the_example_policy_passes_what_the_readme_says_passes(real, capsys, verb):
+    """README: on the fixtures' per-sample counts awq-w4g128 passes and select picks it, with
+    the thresholds of examples/qr-gate.yaml."""
+    runs = [real["bf16"], real["awq-w4g128"]] if verb == "gate" else [real["bf16"], *(real[n] for n in QUANTIZED)]
+    code, out, err = run_cli(capsys, verb, *runs, "--policy", EXAMPLES / "qr-gate.yaml", "--n-resamples", "2000", "--quiet")
+    assert code == 0, out + err
+    assert (out == "awq-w4g128\n") if verb == "select" else ("PASS: awq-w4g128" in out)
 
 
 def test_the_example_workflow_uses_real_verbs_and_options():

@@ -174,6 +174,7 @@ class _Page(HTMLParser):
         self.scripts = 0
         self.ready: list[str] = []
         self.images: list[str] = []
+        self.widths: dict[str, dict[str, float]] = {}
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -182,6 +183,8 @@ class _Page(HTMLParser):
             self.rows[self.table] = []
             if attrs.get("data-sortable"):
                 self.ready.append(attrs["data-sortable"])
+            if attrs.get("data-widths"):
+                self.widths[self.table] = json.loads(attrs["data-widths"])
         if tag == "tr" and "data-run" in attrs and self.table:
             self.rows[self.table].append(attrs["data-run"])
         if tag == "script":
@@ -291,7 +294,8 @@ def real_board(fixtures_dir, tmp_path_factory):
     runs = fixture_runs(fixtures_dir, tmp_path_factory.mktemp("r1-distill"))
     out = tmp_path_factory.mktemp("real-board") / "board"
     code = main(["leaderboard", *map(str, runs.values()), "--out", str(out), "--title", "R1-Distill-1.5B, MATH-500",
-                 "--unit", "words", "--n-resamples", "2000", "--quiet"])
+                 "--unit", "completion_words", "--n-resamples", "2000", "--quiet",
+                 "--speedup", "awq-w4g128=2.1", "--speedup", "awq-w3g128=2.5"])  # every column the page can show
     assert code == 0
     return out
 
@@ -319,25 +323,43 @@ def _chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProces
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000", *args, url],
+         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1600", *args, url],
         capture_output=True, text=True, timeout=120,
     )
+
+
+# Appended to a copy of the page: each table's widths, after the page's own script ran.
+_MEASURE = """<script>
+document.querySelectorAll("table").forEach(function (table) {
+  var box = table.parentElement;
+  table.setAttribute("data-widths", JSON.stringify({
+    table: table.scrollWidth, right: table.getBoundingClientRect().right, box: box.clientWidth,
+    box_scroll: box.scrollWidth, viewport: document.documentElement.clientWidth}));
+});
+</script>
+</body>"""
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install -y chromium); "
                     ".ci/run installs it where apt-get is available as root")
 def test_html_renders_in_headless_chromium(real_board, tmp_path):
-    """One Chromium run takes a screenshot and dumps the DOM after the page's script ran:
-    the sortable table holds the six runs, ``#sort=ratio_of_means-desc`` sorted it by
-    inflation (largest first), and the plots were decoded and drawn."""
-    page_url = (real_board / "leaderboard.html").resolve().as_uri() + "#sort=ratio_of_means-desc"
+    """One Chromium run in a 1400 x 1600 window takes a screenshot and dumps the DOM after
+    the page's script ran: the sortable table holds the six runs, ``#sort=ratio_of_means-desc``
+    sorted it by inflation (largest first), every column fits the window (no horizontal
+    scrollbar), and the plots were decoded and drawn."""
+    page_file = tmp_path / "leaderboard.html"
+    page_file.write_text((real_board / "leaderboard.html").read_text().replace("</body>", _MEASURE))
     shot = tmp_path / "page.png"
-    result = _chromium(page_url, tmp_path / "profile", f"--screenshot={shot}", "--dump-dom")
+    result = _chromium(page_file.as_uri() + "#sort=ratio_of_means-desc", tmp_path / "profile",
+                       f"--screenshot={shot}", "--dump-dom")
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
 
     page = _Page()
     page.feed(result.stdout)
     assert page.ready == ["ready"]
+    (widths,) = page.widths.values()  # one task: the overall table only
+    assert 1300 < widths["viewport"] <= 1400, widths
+    assert widths["table"] <= widths["box"] == widths["box_scroll"] and widths["right"] <= widths["viewport"], widths
     assert sorted(page.rows["table-overall"]) == sorted(FIXTURE_BITS)
     data = json.loads((real_board / "leaderboard.json").read_text())
     ratio = {r["run"]: (r["ratio_of_means"] or {"estimate": 1.0})["estimate"] for r in data["rows"] if r["task"] == "overall"}
@@ -347,10 +369,11 @@ def test_html_renders_in_headless_chromium(real_board, tmp_path):
     from matplotlib.image import imread
 
     pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (1000, 1400)
+    assert pixels.shape[:2] == (1600, 1400)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, table rules, plots
-    # the plots' orange (#ff7f0e: the 4-bit runs) is drawn in the lower half of the window
-    orange = np.abs(pixels[500:] - np.array([1.0, 127 / 255, 14 / 255])).max(axis=-1) < 0.08
+    # the plots' orange (#ff7f0e: awq-w4g128, the second run, in every plot) is drawn in the
+    # lower half of the window
+    orange = np.abs(pixels[800:] - np.array([1.0, 127 / 255, 14 / 255])).max(axis=-1) < 0.08
     assert orange.sum() > 50
 
 

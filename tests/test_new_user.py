@@ -254,13 +254,16 @@ def test_a_tokenizer_that_does_not_load_is_named_not_called_different(tmp_path, 
                      name="b", tokenizer=str(tmp_path / "gone-a"))  # fmt: skip
     cand = write_run(tmp_path / "c", [{"task": "t", "doc_id": 0, "completion": "a b c</think>\\boxed{1}"}],
                      name="c", tokenizer=str(tmp_path / "gone-b"))  # fmt: skip
-    code, _, err = cli(capsys, "compare", base, cand, "--quiet")
-    assert_one_line_error(code, err, "gone-a", "does not load")
+    code, _, err = cli(capsys, "compare", base, cand, "--unit", "tokens", "--quiet")
+    assert_one_line_error(code, err, "gone-a", "does not load", "--unit words")
     assert "different tokenizers" not in err
-    with caplog.at_level(logging.WARNING):
-        assert cli(capsys, "analyze", base, "--quiet")[0] == 0
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert "gone-a" in warning and "words" in warning
+    for verb, runs in (("compare", [base, cand]), ("analyze", [base])):  # the default unit: words, said once
+        with caplog.at_level(logging.WARNING):
+            assert cli(capsys, verb, *runs, "--quiet")[0] == 0
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        caplog.clear()
+        assert "gone-a" in warning and "does not load" in warning and "lengths in reasoning words" in warning
+        assert "different tokenizers" not in warning
 
 
 def test_demo_quiet_prints_nothing_on_stderr(demo):

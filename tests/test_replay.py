@@ -156,6 +156,25 @@ def test_small_run_with_baseline(small):
     assert json.loads(out)["tasks"]["t"]["ratio_of_means"] == inflation["before"]
 
 
+def test_against_counts_of_whole_completions_in_completion_words(small, tmp_path):
+    """A per-sample CSV's baseline counts whole completions: the replay compares completion
+    words, the candidate's cut at the loop onset (the committed answer's words not counted)."""
+    run, _, onset = small
+    base = write_run(tmp_path / "csv", [{"task": "t", "doc_id": i, "correct": True, "counts": {"completion_words": 10}}
+                                        for i in range(3)], name="csv")  # fmt: skip
+    code, out, err = run_cli("replay", run, "--baseline", base, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["unit"], result["unit_field"]) == ("completion_words", "completion_words")
+    before = [len(LOOPING.split()), len(NO_ANSWER.split()), len(CLOSED.split())]
+    after = [len(LOOPING[:onset].split()), before[1], before[2]]
+    task = result["tasks"]["t"]
+    assert task["saved"] == sum(before) - sum(after) > 0
+    assert task["inflation"]["after"]["estimate"] == pytest.approx(np.mean(after) / 10)
+    code, out, _ = run_cli("replay", run, "--baseline", base, "--quiet")
+    assert "unit: completion words" in out and "saved completion words" in out
+
+
 def test_table_names_the_figures(small):
     run, base, _ = small
     code, out, err = run_cli("replay", run, "--baseline", base, "--quiet")
@@ -187,7 +206,8 @@ def test_no_gold_leaves_accuracy_after_unknown(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--unit", "tokens"], "sample(s) have no 'reasoning_tokens' count; pass --tokenizer"),
+        (["--unit", "tokens"], ("sample(s) have no 'reasoning_tokens' count: no tokenizer could be resolved; "
+                                "pass --tokenizer NAME_OR_PATH to count tokens or use --unit words")),
         (["--baseline", "missing"], "missing: no such file or directory"),
     ],
 )

@@ -140,6 +140,12 @@ def test_counts_too_large_for_a_float_are_input_errors(tmp_path, fields, where):
     assert read_run(write_lines(tmp_path / "ok.jsonl", [record(counts={"words": 2**53})])).samples
 
 
+def test_a_count_must_say_what_it_counted(tmp_path):
+    with pytest.raises(InputError, match=r"c\.jsonl:1: field 'counts': unknown count 'tokens'; known: reasoning_tokens, "):
+        read_run(write_lines(tmp_path / "c.jsonl", [record(counts={"tokens": 10})]))
+    assert read_run(write_lines(tmp_path / "ok.jsonl", [record(counts={"completion_words": 10})])).samples
+
+
 @pytest.mark.parametrize("verb", ["analyze", "compare", "leaderboard", "replay"])
 def test_a_huge_count_is_one_line_exit_2_in_every_verb(tmp_path, capsys, verb):
     from qr_leaderboard.cli import main

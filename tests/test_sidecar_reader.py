@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
@@ -218,12 +220,72 @@ def test_a_named_side_file_that_is_missing_is_a_warning(tmp_path, caplog):
         (None, "out/qr_sidecar.jsonl"),  # none named: the default name beside the results
     ],
 )
-def test_side_file_paths_resolve(tmp_path, monkeypatch, named, placed):
+def test_side_file_paths_resolve(tmp_path, monkeypatch, named, placed, caplog):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     write_lm_eval_run(tmp_path / "out", "pretrained=/models/tiny" + (f",sidecar={named}" if named else ""))
     write_side(tmp_path / placed)
-    assert read_run(tmp_path / "out").decode_s_per_token["lowbit"] == pytest.approx(LOWBIT_S)
+    with caplog.at_level(logging.WARNING):
+        assert read_run(tmp_path / "out").decode_s_per_token["lowbit"] == pytest.approx(LOWBIT_S)
+    # one read from outside the run is said; one beside it is not
+    assert ("none beside the run" in caplog.text) == (not placed.startswith("out/"))
+
+
+def copy_of_run(tmp_path):
+    """A run whose logged ``sidecar=`` is the absolute path of its side file, and a copy of
+    its directory elsewhere (the original stays)."""
+    import shutil
+
+    original = tmp_path / "original"
+    write_lm_eval_run(original, f"pretrained=/models/tiny,sidecar={original / 'qr_sidecar.jsonl'}")
+    write_side(original / "qr_sidecar.jsonl")
+    return original, Path(shutil.copytree(original, tmp_path / "copy"))
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (side("qr_math", 1, prompt_hash="0" * 64), r"field 'prompt_hash': .*stale"),
+        ("{not json", r"malformed JSON"),
+    ],
+)
+def test_a_copied_run_reads_and_checks_its_own_side_file(tmp_path, capsys, bad, error):
+    """Not the original's, through the absolute ``sidecar=`` path: a stale or malformed
+    record in the copy's side file is an input error (exit 2)."""
+    _, copy = copy_of_run(tmp_path)
+    line = bad if isinstance(bad, str) else json.dumps(bad)
+    (copy / "qr_sidecar.jsonl").write_text(json.dumps(side("qr_math", 0)) + "\n" + line + "\n")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(copy / 'qr_sidecar.jsonl'))}:2: .*{error}"):
+        read_run(copy)
+    assert main(["analyze", str(copy), "--quiet"]) == 2
+    assert f"{copy / 'qr_sidecar.jsonl'}:2:" in capsys.readouterr().err
+
+
+def test_a_copied_run_says_which_side_file_it_read(tmp_path, caplog):
+    original, copy = copy_of_run(tmp_path)
+    write_side(copy / "qr_sidecar.jsonl", [side("qr_math", 0, decode_s_per_token={"lowbit": 0.5})])
+    with caplog.at_level(logging.WARNING):
+        run = read_run(copy)
+    assert run.decode_s_per_token == {"lowbit": 0.5}
+    (notice,) = [r.getMessage() for r in caplog.records if "side file" in r.getMessage()]
+    assert f"reading the side file beside the run, {copy / 'qr_sidecar.jsonl'}, not {original / 'qr_sidecar.jsonl'}" in notice
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        read_run(original)  # the file sidecar= names is the one beside the run: nothing to say
+    assert "side file" not in caplog.text
+
+
+def test_a_moved_run_keeps_its_side_file_at_the_output_root(tmp_path, caplog):
+    """lm-eval writes results into ``--output_path/<model>/``; the README's ``sidecar=`` puts
+    the side file at ``--output_path``: moved, the run still reads it."""
+    out = tmp_path / "runs" / "w2-rescue"
+    write_lm_eval_run(out / "models__tiny", f"pretrained=/models/tiny,sidecar={out / 'qr_sidecar.jsonl'}")
+    write_side(out / "qr_sidecar.jsonl")
+    moved = out.rename(tmp_path / "moved")
+    with caplog.at_level(logging.WARNING):
+        run = read_run(moved)
+    assert run.decode_s_per_token["lowbit"] == pytest.approx(LOWBIT_S)
+    assert "side file" not in caplog.text
 
 
 # ----------------------------------------------------------------------------- leaderboard speedup
