@@ -11,7 +11,7 @@ import base64
 import html
 from typing import Any, Mapping
 
-from .leaderboard import OVERALL, display_cell, legend, scopes, table_columns
+from .leaderboard import OVERALL, display_cell, legend, scopes, speedup_text, table_columns
 
 _CAPTIONS = {
     "accuracy_vs_length": "Accuracy (with its interval) against mean reasoning length, one point per run "
@@ -107,6 +107,8 @@ def _table(board: dict[str, Any], scope: str, rows: list[dict[str, Any]], index:
             title = ""
             if key in ("ratio_of_means", "both_correct_ratio") and row["notes"]:
                 title = f' title="{_e("; ".join(row["notes"]))}"'
+            if key == "effective_speedup" and speedup_text(row):
+                title = f' title="{_e(speedup_text(row))}"'
             cells.append(f'<td{css} data-value="{data}"{title}>{_e(text)}</td>')
         body.append(f'<tr class="{_e(row["role"])}" data-run="{_e(row["run"])}">{"".join(cells)}</tr>')
     return (

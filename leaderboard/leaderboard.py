@@ -12,12 +12,14 @@ import copy
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from qr_metrics.pathologies import PATHOLOGIES
+from qr_metrics.speedup import decode_timings, measured_speedup
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, accuracy_comparison
 
 from .analysis import MeasuredSample, reasoning_figures, shared_limit
@@ -36,7 +38,7 @@ SHOWN_PATHOLOGIES = ("loop", "budget_exhausted", "unclosed", "delayed_commitment
 """Pathology rates shown in the Markdown and HTML tables (CSV and JSON hold all of them)."""
 
 INTERVAL_FIELDS = ("accuracy", "ratio_of_means", "both_correct_ratio", "paired_geomean_ratio",
-                   "macro_ratio", "accuracy_delta", "effective_speedup")
+                   "macro_ratio", "accuracy_delta", "speedup_per_token", "effective_speedup")
 
 CSV_COLUMNS = (
     "run", "model", "precision", "bits", "task", "role", "baseline", "n",
@@ -48,7 +50,8 @@ CSV_COLUMNS = (
     "accuracy_delta", "accuracy_delta_low", "accuracy_delta_high", "mcnemar_p",
     *(f"rate_{name}" for name in PATHOLOGIES),
     "budget_auc", "token_efficiency", "markers_per_1k_words", "pass_at_1", "repeat_spread",
-    "speedup_per_token", "speedup_source", "effective_speedup", "effective_speedup_low", "effective_speedup_high",
+    "speedup_per_token", "speedup_per_token_low", "speedup_per_token_high", "speedup_source",
+    "effective_speedup", "effective_speedup_low", "effective_speedup_high",
     "notes",
 )
 """``leaderboard.csv`` columns, in order (documented in README.md, section Leaderboard)."""
@@ -169,38 +172,80 @@ def _absolute(
     }
 
 
-def _effective(speedup: float | None, ratio: dict | None, role: str) -> dict | None:
-    """Effective speedup = per-token speedup / inflation ratio (DESIGN.md section 3)."""
+def _effective(speedup: dict | None, ratio: dict | None, role: str) -> dict | None:
+    """Effective speedup = per-token speedup / inflation ratio (DESIGN.md section 3).
+
+    Its interval joins the ends of both intervals (speedup low over ratio high, speedup high
+    over ratio low): conservative. A given speedup has no interval of its own (it counts
+    as exact); a measured one is only here when it has one (:func:`resolve_speedup`).
+    """
     if speedup is None:
         return None
     if role == "baseline":
-        return {"estimate": speedup, "low": speedup, "high": speedup}
+        return dict(speedup)
     if ratio is None or not ratio["estimate"]:
         return None
-    low = speedup / ratio["high"] if ratio.get("high") else None
-    high = speedup / ratio["low"] if ratio.get("low") else None
-    return {"estimate": speedup / ratio["estimate"], "low": low, "high": high}
+    s_low = speedup["estimate"] if speedup["low"] is None else speedup["low"]
+    s_high = speedup["estimate"] if speedup["high"] is None else speedup["high"]
+    low = s_low / ratio["high"] if ratio.get("high") else None
+    high = s_high / ratio["low"] if ratio.get("low") else None
+    return {"estimate": speedup["estimate"] / ratio["estimate"], "low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class PerTokenSpeedup:
+    """A run's per-token speedup, as :func:`resolve_speedup` finds it.
+
+    value: ``{"estimate", "low", "high"}``, or None when none is known or a measured one is
+        withheld; ``low``/``high`` are None for a given speedup (a given number, no interval).
+    source: where it comes from, ``given: ...`` or ``measured: ...`` (with the device).
+    withheld: why a measured speedup is not shown (``one timing``, ``too noisy: ...``), else None.
+    """
+
+    value: dict | None = None
+    source: str | None = None
+    withheld: str | None = None
 
 
 def resolve_speedup(
-    run: Run, reference: Run | None, speedups: Mapping[str, float]
-) -> tuple[float | None, str | None]:
-    """(per-token speedup, where it came from): ``--speedup`` (``flag``), then run.json
-    (``run.json``), then the side files' measured seconds per token (``measured``): the
-    run's own reference model over its low-bit one, else its baseline run's model over it.
+    run: Run, reference: Run | None, speedups: Mapping[str, float], config: BootstrapConfig = DEFAULT_BOOTSTRAP
+) -> PerTokenSpeedup:
+    """The run's per-token speedup: ``--speedup`` first, then run.json's ``speedup`` (both
+    kept as given), then one measured from the side files' decode seconds per token (the
+    run's own reference model over its low-bit one, else its baseline run's model over
+    it), shown only from repeated timings whose interval excludes 1
+    (``qr_metrics.speedup``), else withheld with the reason.
     """
     if run.precision in speedups:
-        return speedups[run.precision], "flag"
+        value = speedups[run.precision]
+        return PerTokenSpeedup(_given(value), f"given: --speedup {run.precision}={value:g}")
     if run.speedup is not None:
-        return run.speedup, "run.json"
-    lowbit = run.decode_s_per_token.get("lowbit")
-    if lowbit:
-        measured = run.decode_s_per_token.get("reference")
-        if not measured and reference is not None and reference is not run:
-            measured = reference.decode_s_per_token.get("lowbit")
-        if measured:
-            return measured / lowbit, "measured"
-    return None, None
+        return PerTokenSpeedup(_given(run.speedup), "given: run.json speedup")
+    own = decode_timings(s.side for s in run.samples if s.side is not None)
+    if "lowbit" not in own:
+        return PerTokenSpeedup()
+    if "reference" in own:
+        timed, where, devices = own["reference"], "this run's reference model over its low-bit one", [run.device]
+    elif reference is not None and reference is not run:
+        timed = decode_timings(s.side for s in reference.samples if s.side is not None).get("lowbit")
+        if timed is None:
+            return PerTokenSpeedup()
+        where, devices = f"baseline {reference.name}'s over this run's", [reference.device, run.device]
+    else:
+        return PerTokenSpeedup()
+    known = list(dict.fromkeys(d for d in devices if d))
+    on = known[0] if len(known) == 1 else " vs ".join(known) if known else "device not recorded"
+    source = f"measured: decode s/token of the side files, {where} ({on})"
+    if len(known) > 1:
+        return PerTokenSpeedup(None, source, f"timed on different devices ({on})")
+    result = measured_speedup(timed, own["lowbit"], config)
+    if not result.shown:
+        return PerTokenSpeedup(None, source, result.withheld)
+    return PerTokenSpeedup(result.speedup.as_dict(), source)
+
+
+def _given(value: float) -> dict:
+    return {"estimate": float(value), "low": None, "high": None}
 
 
 def build_leaderboard(
@@ -217,7 +262,8 @@ def build_leaderboard(
     """The documented ``leaderboard.json`` object.
 
     ``speedups``: precision label -> per-token speedup; it overrides a run's own
-    ``speedup`` (run.json) and the measured one (:func:`resolve_speedup`). A label that
+    ``speedup`` (run.json) and the measured one (:func:`resolve_speedup`, with ``config``'s
+    confidence, resamples and seed). A label that
     matches no run is an input error. ``unit``: see ``compare.resolve_unit`` (None: the
     best unit every row has).
     """
@@ -253,13 +299,14 @@ def build_leaderboard(
                 cache=cache,
             )
             warnings.extend(f"{run.name}: {w}" for w in comparison["warnings"])
-        speedup, speedup_source = resolve_speedup(run, reference, speedups)
+        speedup = resolve_speedup(run, reference, speedups, config)
         run_info.append(
             {
                 "name": run.name, "model": run.model, "precision": run.precision, "bits": run.bits,
-                "source": str(run.source), "role": role,
+                "source": str(run.source), "device": run.device, "role": role,
                 "baseline": None if reference is None else reference.name,
-                "speedup_per_token": speedup, "speedup_source": speedup_source, "note": note,
+                "speedup_per_token": speedup.value, "speedup_source": speedup.source,
+                "speedup_withheld": speedup.withheld, "note": note,
             }
         )
         by_task: dict[str, list[MeasuredSample]] = {}
@@ -278,7 +325,7 @@ def build_leaderboard(
             if comparison is not None:
                 block = comparison["overall"] if scope == OVERALL else comparison["tasks"].get(scope)
             absolute = _absolute(samples, field, config, limits[scope])
-            rows.append(_row(run, scope, role, reference, note, absolute, block, speedup, speedup_source))
+            rows.append(_row(run, scope, role, reference, note, absolute, block, speedup))
     return {
         "title": title or "qr-eval leaderboard",
         **statistics_header(unit, config),
@@ -294,13 +341,15 @@ def _macro(value: dict | None) -> dict | None:
     return None if value is None else {k: value[k] for k in ("estimate", "low", "high")}
 
 
-def _row(run, scope, role, reference, note, absolute, block, speedup, speedup_source) -> dict[str, Any]:
+def _row(run, scope, role, reference, note, absolute, block, speedup: PerTokenSpeedup) -> dict[str, Any]:
     notes = [] if note is None else [note]
     ratio = None if block is None else block["ratio_of_means"]
     if role == "candidate" and block is None:
         notes.append(f"no baseline samples for task {scope!r}: absolute figures only")
     if block is not None and block["ratio_is_lower_bound"]:
         notes.append("hit its generation budget: the ratio is a lower bound")
+    if speedup.withheld:
+        notes.append(f"per-token speedup withheld: {speedup.withheld}")
     accuracy = None if block is None else block["accuracy"]
     return {
         "run": run.name,
@@ -322,9 +371,10 @@ def _row(run, scope, role, reference, note, absolute, block, speedup, speedup_so
         "mcnemar_p": None if accuracy is None else accuracy["mcnemar_p"],
         "rates": absolute["rates"],
         **{key: absolute[key] for key in REASONING_FIELDS},
-        "speedup_per_token": speedup,
-        "speedup_source": speedup_source,
-        "effective_speedup": _effective(speedup, ratio, role),
+        "speedup_per_token": speedup.value,
+        "speedup_source": speedup.source,
+        "speedup_withheld": speedup.withheld,
+        "effective_speedup": _effective(speedup.value, ratio, role),
         "notes": notes,
     }
 
@@ -377,7 +427,21 @@ def _pct_interval(value: dict | None) -> str:
 
 
 def _shows_speedup(board: dict[str, Any]) -> bool:
-    return any(r["speedup_per_token"] is not None for r in board["rows"])
+    """A per-token speedup is known, or a measured one is withheld (its cell says ``-``)."""
+    return any(r["speedup_per_token"] is not None or r.get("speedup_withheld") for r in board["rows"])
+
+
+def speedup_text(info: dict[str, Any], escape=str) -> str | None:
+    """What a row's or a run's per-token speedup is and where it comes from (shown under the
+    tables and as the effective speedup cell's title); None when it has none. ``escape`` is
+    applied to the source and the reason (they hold run names and labels)."""
+    value = info["speedup_per_token"]
+    if value is not None:
+        number = f"{value['estimate']:.2f}" if value["low"] is None else interval(value)
+        return f"per-token speedup {number}, {escape(info['speedup_source'])}"
+    if info.get("speedup_withheld"):
+        return f"per-token speedup withheld (-): {escape(info['speedup_withheld'])}; {escape(info['speedup_source'])}"
+    return None
 
 
 def table_columns(board: dict[str, Any]) -> list[tuple[str, str]]:
@@ -463,7 +527,13 @@ def legend(board: dict[str, Any], escape=str) -> list[str]:
         if info["role"] == "no_baseline":
             lines.append(f"† {escape(info['name'])}: {escape(info['note'])}; absolute figures only.")
     if _shows_speedup(board):
-        lines.append("Effective speedup × = per-token speedup / inflation ratio (what serving actually gains).")
+        lines.append("Effective speedup × = per-token speedup / inflation ratio (what serving actually gains); its "
+                     "interval joins the ends of both intervals. A speedup measured from the side files' decode "
+                     "seconds per token is shown only from repeated (batch) timings whose interval excludes 1.")
+        for info in board["runs"]:
+            text = speedup_text(info, escape)
+            if text is not None:
+                lines.append(f"{escape(info['name'])}: {text}.")
     lines.append("-: unknown (pathology flags need the completion text; accuracy needs correctness).")
     return lines
 

@@ -83,12 +83,18 @@ class Run:
     bits: float | None = None
     tokenizer: str | None = None
     speedup: float | None = None
-    """Per-token decoding speedup over the full-precision model, when measured or known."""
+    """Per-token decoding speedup over the full-precision model, as run.json gives it (the
+    leaderboard measures one from ``decode_s_per_token`` when none is given)."""
     generation: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per task: the generation settings the run used (lm-eval runs only)."""
     decode_s_per_token: dict[str, float] = field(default_factory=dict)
     """Measured seconds per decoding step per model (``lowbit``, ``reference``), from the
     side file: the token-weighted mean over its records."""
+    device: str | None = None
+    """Where the run was evaluated, so where its side file's timings were taken, as lm-eval's
+    results say: its ``device`` and the GPU or CPU model of its environment report
+    (``cuda:0: NVIDIA H100 80GB HBM3``, ``cpu: AMD EPYC``), or a served model's address
+    (``server http://...``); None when they do not say."""
     timestamp: str | None = None
     """The lm-eval run's timestamp (of ``results_<timestamp>.json``)."""
 
@@ -341,6 +347,7 @@ def _read_lm_eval(results_path: Path, root: Path | None = None) -> Run:
         speedup=header.get("speedup"),
         generation=generation,
         decode_s_per_token=_decode_s_per_token([s.side for s in samples if s.side is not None]),
+        device=_device(results, model_args),
         timestamp=stamp,
     )
 
@@ -353,6 +360,30 @@ def _object_field(parent: dict, name: str, path: Path, field: str | None = None)
     if not isinstance(value, dict):
         raise InputError(path, "expected a JSON object", field=field or name)
     return value
+
+
+def _device(results: dict[str, Any], model_args: dict[str, Any]) -> str | None:
+    """``Run.device`` from lm-eval's ``results_*.json``."""
+    if model_args.get("base_url"):  # qr-completions, local-completions: timed through a server
+        return f"server {model_args['base_url']}"
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    device = model_args.get("device") or config.get("device")
+    device = str(device) if device else None
+    info = results.get("pretty_env_info") if isinstance(results.get("pretty_env_info"), str) else ""
+    cuda = re.search(r"^Is CUDA available: True", info, re.M) is not None
+    gpu = re.search(r"^GPU models and configuration:\s*(?:GPU 0: )?(.*\S)", info, re.M)
+    cpu = re.search(r"^Model name:\s*(.*\S)", info, re.M)
+    on_gpu = device.startswith("cuda") if device else cuda
+    if on_gpu and gpu and "Could not collect" not in gpu[1]:
+        hardware = gpu[1]
+    elif not on_gpu and cpu:
+        hardware = cpu[1]
+    else:
+        hardware = None
+    device = device or ("cuda" if on_gpu else "cpu" if cpu else None)
+    if device is None:
+        return None
+    return f"{device}: {hardware}" if hardware else device
 
 
 def _model_args(raw: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pytest
 from qr_leaderboard.cli import main
 from qr_leaderboard.leaderboard import CSV_COLUMNS, csv_rows
 from test_leaderboard_data import FIXTURE_BITS, MODEL, fixture_runs, word_records, write_run
+from test_sidecar_reader import COMPLETIONS, side, write_lm_eval_run, write_side
 
 FAST = ["--unit", "words", "--n-resamples", "500", "--quiet"]
 HOSTILE = "<script>alert('x')</script> & \"q\" | *b* $x$"
@@ -90,7 +91,8 @@ def test_json_rows_per_run_per_task_and_overall(board, synthetic):
     # the 4-bit run is 1.2x longer on every sample: ratio and interval collapse onto 1.2
     assert int4["ratio_of_means"] == pytest.approx({"estimate": 1.2, "low": 1.2, "high": 1.2})
     assert int4["effective_speedup"]["estimate"] == pytest.approx(2.4 / 1.2)
-    assert int4["speedup_per_token"] == 2.4 and base["effective_speedup"] is None
+    assert int4["speedup_per_token"] == {"estimate": 2.4, "low": None, "high": None}  # given: no interval of its own
+    assert int4["speedup_source"] == "given: --speedup int4=2.4" and base["effective_speedup"] is None
     # absolute figures, by numpy
     all_lengths = lengths["algebra"] + lengths["geometry"]
     all_correct = correct["algebra"] + correct["geometry"]
@@ -284,6 +286,117 @@ def test_speedup_from_run_metadata(tmp_path, capsys):
                          "--speedup", "w4=2.5", *FAST)
     rows = {(r["run"], r["task"]): r for r in json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"]}
     assert rows[("c", "overall")]["effective_speedup"]["estimate"] == pytest.approx(2.5 / 1.25)  # the flag wins
+
+
+# ----------------------------------------------------------------------------- measured per-token speedup
+
+
+def timed_run(directory, seconds, batches=None, **header):
+    """An lm-eval run (model m, timed on cpu) whose five samples' side records carry the
+    low-bit decode seconds per token ``seconds[i]`` of batch ``batches[i]`` (default: each
+    sample its own batch), 10 tokens each; same completions in every run (inflation 1)."""
+    write_lm_eval_run(directory, "pretrained=/models/tiny,device=cpu", model="m", **header)
+    keys = [(task, i) for task, texts in COMPLETIONS.items() for i in range(len(texts))]
+    batches = list(range(len(keys))) if batches is None else batches
+    write_side(directory / "qr_sidecar.jsonl", [
+        side(task, i, tokens={"lowbit": 10}, decode_s_per_token={"lowbit": seconds[b]}, wall_s={"generate": float(b)})
+        for (task, i), b in zip(keys, batches)
+    ])  # fmt: skip
+    return directory
+
+
+def speedup_board(tmp_path, capsys, *runs, extra=()):
+    out = tmp_path / "board"
+    code, _, _ = run_cli(capsys, "leaderboard", *runs, "--out", out, "--no-plots", *FAST, *extra)
+    assert code == 0
+    data = json.loads((out / "leaderboard.json").read_text())
+    return out, {r["run"]: r for r in data["rows"] if r["task"] == "overall"}
+
+
+BASE_S = [0.0100, 0.0104, 0.0097, 0.0102, 0.0099]
+
+
+def test_a_noisy_or_single_measured_speedup_is_withheld_with_its_reason(tmp_path, capsys):
+    """Batch timings that scatter around the baseline's (0.22, 2.64, 1.04 in the issue) and a
+    run timed in one batch give no per-token speedup: "-" with the reason, never a number."""
+    base = timed_run(tmp_path / "bf16", [0.010, 0.030, 0.002, 0.020, 0.005], name="m-bf16", precision="bf16")
+    noisy = timed_run(tmp_path / "int4", [0.004, 0.025, 0.001, 0.030, 0.012], name="m-int4", precision="int4")
+    single = timed_run(tmp_path / "int3", [0.004], batches=[0] * 5, name="m-int3", precision="int3")
+    out, rows = speedup_board(tmp_path, capsys, base, noisy, single)
+    for run, reason in (("m-int4", "too noisy: "), ("m-int3", "one timing (")):
+        row = rows[run]
+        assert row["speedup_per_token"] is None and row["effective_speedup"] is None
+        assert row["speedup_withheld"].startswith(reason), row["speedup_withheld"]
+        assert row["speedup_source"] == "measured: decode s/token of the side files, baseline m-bf16's over this run's (cpu)"
+        assert f"per-token speedup withheld: {row['speedup_withheld']}" in row["notes"]
+    assert "includes 1" in rows["m-int4"]["speedup_withheld"]
+    assert "1 low-bit batch timing(s); an interval needs 3 of each" in rows["m-int3"]["speedup_withheld"]
+    md = (out / "leaderboard.md").read_text()
+    lines = {line.split(" | ")[0][2:]: line for line in md.splitlines() if line.startswith("| m-")}
+    assert lines["m-int4"].endswith("| - |") and lines["m-int3"].endswith("| - |")  # the effective speedup cell
+    assert "m-int4: per-token speedup withheld (-): too noisy: " in md
+    html = (out / "leaderboard.html").read_text()
+    assert 'title="per-token speedup withheld (-): one timing (' in html
+
+
+def test_a_consistent_measured_speedup_is_shown_with_its_interval_and_source(tmp_path, capsys):
+    """Five batch timings per run, 2.5x apart with little scatter: the speedup is the ratio of
+    the mean seconds per token, its interval scipy's bootstrap over both sets of timings,
+    and the row says where it was measured."""
+    from scipy import stats
+
+    fast = [0.0040, 0.0042, 0.0039, 0.0041, 0.0038]
+    base = timed_run(tmp_path / "bf16", BASE_S, name="m-bf16", precision="bf16")
+    int4 = timed_run(tmp_path / "int4", fast, name="m-int4", precision="int4")
+    out, rows = speedup_board(tmp_path, capsys, base, int4)
+    row = rows["m-int4"]
+    # equal tokens per batch: the token-weighted means are plain means
+    expected = stats.bootstrap((BASE_S, fast), lambda x, y, axis=-1: x.mean(axis) / y.mean(axis), paired=False,
+                               vectorized=True, n_resamples=500, method="BCa", rng=np.random.default_rng(0))
+    speedup = row["speedup_per_token"]
+    assert speedup["estimate"] == pytest.approx(np.mean(BASE_S) / np.mean(fast))
+    assert speedup["low"] == pytest.approx(expected.confidence_interval.low)
+    assert speedup["high"] == pytest.approx(expected.confidence_interval.high)
+    assert 1 < speedup["low"] < speedup["estimate"] < speedup["high"]  # a real interval, not zero-width
+    assert row["speedup_withheld"] is None
+    assert row["speedup_source"] == "measured: decode s/token of the side files, baseline m-bf16's over this run's (cpu)"
+    # inflation 1 exactly ([1, 1]): the effective speedup carries the speedup's own interval
+    assert row["effective_speedup"] == pytest.approx(speedup)
+    md = (out / "leaderboard.md").read_text()
+    shown = f"{speedup['estimate']:.2f} [{speedup['low']:.2f}, {speedup['high']:.2f}]"
+    assert [line for line in md.splitlines() if line.startswith("| m-int4 |")][0].endswith(f"| {shown} |")
+    assert f"m-int4: per-token speedup {shown}, measured: decode s/token of the side files" in md
+    with (out / "leaderboard.csv").open(newline="") as handle:
+        csv_row = [r for r in csv.DictReader(handle) if r["run"] == "m-int4" and r["task"] == "overall"][0]
+    assert float(csv_row["speedup_per_token_low"]) == speedup["low"] and csv_row["speedup_source"] == row["speedup_source"]
+
+
+def test_a_measured_speedup_never_reads_as_a_zero_width_interval():
+    """Identical timings are copies, not repeats; all-zero times and one resample give no
+    interval: each is withheld with its reason instead of "2.00 [2.00, 2.00]"."""
+    from qr_metrics.speedup import measured_speedup, timings_from
+    from qr_metrics.stats import BootstrapConfig
+
+    same = measured_speedup(timings_from([0.02] * 4), timings_from([0.01] * 4))
+    assert same.speedup.estimate == 2.0 and same.speedup.low is None
+    assert same.withheld == "no interval: the timings do not vary (4 reference and 4 low-bit batch timing(s))"
+    assert measured_speedup(timings_from([0.0] * 3), timings_from(BASE_S)).withheld.startswith("no time: ")
+    one = measured_speedup(timings_from(BASE_S), timings_from([0.004, 0.0041, 0.0039]), BootstrapConfig(n_resamples=1))
+    assert one.withheld.endswith("; 1 resample(s))") and one.speedup.low is None
+
+
+def test_a_given_speedup_is_kept_as_given_over_noisy_timings(tmp_path, capsys):
+    base = timed_run(tmp_path / "bf16", BASE_S, name="m-bf16", precision="bf16")
+    int4 = timed_run(tmp_path / "int4", [0.004, 0.025, 0.001, 0.030, 0.012], name="m-int4", precision="int4",
+                     speedup=1.7)
+    _, rows = speedup_board(tmp_path, capsys, base, int4)
+    row = rows["m-int4"]
+    assert row["speedup_per_token"] == {"estimate": 1.7, "low": None, "high": None}
+    assert (row["speedup_source"], row["speedup_withheld"]) == ("given: run.json speedup", None)
+    assert row["effective_speedup"] == pytest.approx({"estimate": 1.7, "low": 1.7, "high": 1.7})  # inflation [1, 1]
+    _, rows = speedup_board(tmp_path, capsys, base, int4, extra=("--speedup", "int4=3"))
+    assert rows["m-int4"]["speedup_per_token"]["estimate"] == 3.0
+    assert rows["m-int4"]["speedup_source"] == "given: --speedup int4=3"
 
 
 # ----------------------------------------------------------------------------- real outputs

@@ -12,7 +12,7 @@ import pytest
 
 from qr_leaderboard.analysis import measure_run, summarize
 from qr_leaderboard.cli import main
-from qr_leaderboard.leaderboard import CSV_COLUMNS, resolve_speedup
+from qr_leaderboard.leaderboard import CSV_COLUMNS, PerTokenSpeedup, resolve_speedup
 from qr_leaderboard.runs import InputError, read_run
 from qr_metrics.documents import prompt_hash
 
@@ -288,6 +288,26 @@ def test_a_moved_run_keeps_its_side_file_at_the_output_root(tmp_path, caplog):
     assert "side file" not in caplog.text
 
 
+def test_the_device_a_run_was_timed_on_comes_from_lm_evals_results(tmp_path):
+    env = ("Is CUDA available: {cuda}\nGPU models and configuration: {gpu}\n\nCPU:\n"
+           "Model name:                              AMD EPYC 9654\n")
+    cases = [
+        ("pretrained=/m,device=cpu", env.format(cuda=False, gpu="Could not collect"), "cpu: AMD EPYC 9654"),
+        ("pretrained=/m,device=cuda:0", env.format(cuda=True, gpu="GPU 0: NVIDIA H100 80GB HBM3"),
+         "cuda:0: NVIDIA H100 80GB HBM3"),
+        ("pretrained=/m", env.format(cuda=True, gpu="GPU 0: NVIDIA H100 80GB HBM3"), "cuda: NVIDIA H100 80GB HBM3"),
+        ("pretrained=/m", None, None),
+        ("model=/m,base_url=http://127.0.0.1:8000/v1/completions", env.format(cuda=False, gpu="x"),
+         "server http://127.0.0.1:8000/v1/completions"),
+    ]
+    for i, (model_args, info, device) in enumerate(cases):
+        directory = write_lm_eval_run(tmp_path / str(i), model_args)
+        results = directory / f"results_{STAMP}.json"
+        if info is not None:
+            results.write_text(json.dumps({**json.loads(results.read_text()), "pretty_env_info": info}))
+        assert read_run(directory).device == device, model_args
+
+
 # ----------------------------------------------------------------------------- leaderboard speedup
 
 
@@ -311,19 +331,25 @@ def test_speedup_precedence_flag_then_run_json_then_measured(tmp_path):
     paths = leaderboard_runs(tmp_path, {"bf16": 0.01, "int4": 0.004, "int3": 0.005}, {"int3": 0.02},
                              int4={"speedup": 1.7})
     base, int4, int3 = (read_run(paths[p]) for p in ("bf16", "int4", "int3"))
-    assert resolve_speedup(int4, base, {"int4": 3.0}) == (3.0, "flag")
-    assert resolve_speedup(int4, base, {}) == (1.7, "run.json")
-    # the run's own reference model over its low-bit one wins over the baseline's time
-    speedup, source = resolve_speedup(int3, base, {})
-    assert (speedup, source) == (pytest.approx(0.02 / 0.005), "measured")
+    given = resolve_speedup(int4, base, {"int4": 3.0})
+    assert (given.value, given.source) == ({"estimate": 3.0, "low": None, "high": None}, "given: --speedup int4=3")
+    given = resolve_speedup(int4, base, {})
+    assert (given.value["estimate"], given.source, given.withheld) == (1.7, "given: run.json speedup", None)
+    # the run's own reference model over its low-bit one wins over the baseline's time; every
+    # record of a side file here carries one batch's time: one timing, so it is withheld
+    measured = resolve_speedup(int3, base, {})
+    assert measured.value is None and measured.withheld.startswith("one timing (1 reference and 1 low-bit")
+    assert measured.source == ("measured: decode s/token of the side files, this run's reference model over its "
+                               "low-bit one (device not recorded)")
     int4.speedup = None
-    speedup, source = resolve_speedup(int4, base, {})
-    assert (speedup, source) == (pytest.approx(0.01 / 0.004), "measured")
-    assert resolve_speedup(base, base, {}) == (None, None)  # a baseline is not measured against itself
-    assert resolve_speedup(int4, None, {}) == (None, None)  # no baseline, no reference time
+    measured = resolve_speedup(int4, base, {})
+    assert measured.value is None and measured.withheld.startswith("one timing")
+    assert "baseline m-bf16's over this run's" in measured.source
+    assert resolve_speedup(base, base, {}) == PerTokenSpeedup()  # a baseline is not measured against itself
+    assert resolve_speedup(int4, None, {}) == PerTokenSpeedup()  # no baseline, no reference time
 
 
-def test_leaderboard_shows_measured_effective_speedup_without_flags(tmp_path):
+def test_leaderboard_withholds_a_speedup_measured_in_one_batch(tmp_path):
     paths = leaderboard_runs(tmp_path, {"bf16": 0.01, "int4": 0.004, "int3": 0.005}, int3={"speedup": 1.5})
     out = tmp_path / "board"
     argv = ["leaderboard", *(str(paths[p]) for p in ("bf16", "int4", "int3")), "--out", str(out),
@@ -332,12 +358,11 @@ def test_leaderboard_shows_measured_effective_speedup_without_flags(tmp_path):
     board = json.loads((out / "leaderboard.json").read_text())
     overall = {r["run"]: r for r in board["rows"] if r["task"] == "overall"}
     int4, int3, base = overall["m-int4"], overall["m-int3"], overall["m-bf16"]
-    assert (int4["speedup_per_token"], int4["speedup_source"]) == (pytest.approx(2.5), "measured")
-    # the same completions: inflation 1, so the effective speedup is the per-token one
-    assert int4["effective_speedup"]["estimate"] == pytest.approx(2.5)
-    assert (int3["speedup_per_token"], int3["speedup_source"]) == (1.5, "run.json")
+    assert int4["speedup_per_token"] is None and int4["effective_speedup"] is None
+    assert int4["speedup_withheld"].startswith("one timing") and int4["speedup_source"].startswith("measured: ")
+    assert (int3["speedup_per_token"]["estimate"], int3["speedup_source"]) == (1.5, "given: run.json speedup")
     assert base["speedup_per_token"] is None and base["speedup_source"] is None
-    assert {i["name"]: i["speedup_source"] for i in board["runs"]} == {
-        "m-bf16": None, "m-int4": "measured", "m-int3": "run.json"}
+    assert {i["name"]: i["speedup_source"].split(":")[0] if i["speedup_source"] else None for i in board["runs"]} == {
+        "m-bf16": None, "m-int4": "measured", "m-int3": "given"}
     header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
     assert tuple(header) == CSV_COLUMNS and "speedup_source" in header
