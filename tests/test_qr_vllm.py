@@ -16,9 +16,9 @@ import sys
 
 import jsonlines
 import pytest
+import rescue_scenarios as scenarios
 from looping_checkpoint import (
-    ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, COMMIT, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, MAX_LEN, NO_ANSWER_PREFIX,
-    PLAN, REFERENCE_TAIL, TIMINGS, generate, ids, rescue_event, write_math_problems,
+    ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, EASY, MAX_LEN, TIMINGS, generate, ids, rescue_event, write_math_problems,
 )
 
 from qr_adapters.control import SideLog
@@ -54,6 +54,13 @@ def watch(request):
     return request.param
 
 
+@pytest.fixture
+def make(engines, tmp_path, monkeypatch, watch):
+    """``make(**rescue_args)``: this module's model with this watch, those arguments and a
+    fresh side file (``rescue_scenarios``)."""
+    return lambda **args: armed(engines, tmp_path, monkeypatch, watch, **args)
+
+
 def armed(engines, tmp_path, monkeypatch, watch="processor", **args):
     """The module's engines with this watch, these rescue arguments and a fresh side file."""
     monkeypatch.setattr(engines, "rescue_params", RescueParams.from_model_args({"reference": engines.rescue_params.reference, **args}))
@@ -61,11 +68,6 @@ def armed(engines, tmp_path, monkeypatch, watch="processor", **args):
     monkeypatch.setattr(engines, "watch", watch)
     monkeypatch.setattr(engines, "chunk_tokens", 8)
     return engines
-
-
-def side(tmp_path) -> dict[int, SideRecord]:
-    with jsonlines.open(tmp_path / "side.jsonl") as reader:
-        return {r["doc_id"]: SideRecord.from_json(r) for r in reader}
 
 
 def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypatch):
@@ -76,62 +78,30 @@ def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypat
     raw = lm.model.generate([lm.apply_chat_template([{"role": "user", "content": q}]) for q in prompts],
                             SamplingParams(max_tokens=40, temperature=0), use_tqdm=False)
     assert generate(lm, prompts, 40) == [out.outputs[0].text for out in raw]
-    records = side(tmp_path)
+    records = scenarios.side(tmp_path / "side.jsonl")
     assert records[0].completion_tokens == 40 and records[0].finish_reason == "length"
     assert records[1].finish_reason == "stop" and not records[1].rescue
 
 
-def test_each_rescue_at_its_exact_position(engines, looping_tok, tmp_path, monkeypatch, watch):
-    lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit_then_fallback", min_reasoning_tokens=0)
-    answer, fallback, easy, long = generate(
-        lm, ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count."])
-    records = side(tmp_path)
-    period = len(ids(looping_tok, BLOCK))
-    assert answer == ANSWER_PREFIX + CLOSE + COMMIT
-    assert rescue_event(records[0]) == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)), period, "42")
-    assert records[0].finish_reason == "loop" and records[0].final_finish_reason == "stop"
-    assert fallback == NO_ANSWER_PREFIX + REFERENCE_TAIL
-    assert rescue_event(records[1]) == ("fallback", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), period, None)
-    assert records[1].tokens == {"lowbit": len(ids(looping_tok, NO_ANSWER_PREFIX)), "reference": len(ids(looping_tok, REFERENCE_TAIL))}
-    # only the looping rows of the batch were stopped
-    assert easy == EASY and not records[2].rescue and records[2].finish_reason == "stop"
-    assert rescue_event(records[3]) == ("fallback", "length", BUDGET, None, None)  # the budget ran out inside the reasoning
-    assert long == looping_tok.decode(list(LONG_IDS[:BUDGET])) + CLOSE + REFERENCE_TAIL
+def test_each_rescue_at_its_exact_position(make, looping_tok, tmp_path):
+    scenarios.each_rescue_at_its_exact_position(make, tmp_path / "side.jsonl", looping_tok)
 
 
-def test_commit_without_an_answer_lets_the_low_bit_model_answer(engines, looping_tok, tmp_path, monkeypatch, watch):
-    lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=0)
-    (completion,) = generate(lm, ["[LOOPNONE] what is 2+3?"])
-    assert completion == NO_ANSWER_PREFIX + CLOSE + LOWBIT_ANSWER
-    record = side(tmp_path)[0]
-    assert rescue_event(record) == ("commit", "loop", len(ids(looping_tok, NO_ANSWER_PREFIX)), len(ids(looping_tok, BLOCK)), None)
-    assert record.final_finish_reason == "stop"
+def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_tok, tmp_path):
+    scenarios.commit_without_an_answer_lets_the_low_bit_model_answer(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_planning_hands_over_after_exactly_n_ids(engines, looping_tok, tmp_path, monkeypatch):
-    lm = armed(engines, tmp_path, monkeypatch, plan_tokens=5)
-    (completion,) = generate(lm, ["[PLANME] what is 1+1?"])
-    assert completion == looping_tok.decode(ids(looping_tok, PLAN)[:5] + ids(looping_tok, EASY))
-    record = side(tmp_path)[0]
-    assert record.plan_tokens == 5 and record.tokens == {"lowbit": len(ids(looping_tok, EASY)), "reference": 5}
+    scenarios.planning_hands_over_after_exactly_n_ids(lambda **args: armed(engines, tmp_path, monkeypatch, **args), tmp_path / "side.jsonl",
+                                                      looping_tok)
 
 
-def test_a_loop_after_an_early_repetition_stop_is_still_rescued(engines, looping_tok, tmp_path, monkeypatch, watch):
-    """The engine stops the [EARLY] loop after 3 copies, before min_reasoning_tokens: the
-    adapter resumes it still watched and rescues it at its onset (it used to resume it
-    unwatched, and the loop ran to the budget)."""
-    lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=50)
-    assert len(ids(looping_tok, EARLY_PREFIX + BLOCK * 3)) < 50
-    generate(lm, ["[EARLY] what is 2+2?"])
-    assert rescue_event(side(tmp_path)[0]) == ("commit", "loop", len(ids(looping_tok, EARLY_PREFIX)), len(ids(looping_tok, BLOCK)), None)
+def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
+    scenarios.a_loop_after_an_early_repetition_stop_is_still_rescued(make, tmp_path / "side.jsonl", looping_tok)
 
 
-def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(engines, looping_tok, tmp_path, monkeypatch, watch):
-    """vLLM checks the budget before repetition, so it reports ``length`` there."""
-    lm = armed(engines, tmp_path, monkeypatch, watch, rescue="commit", min_reasoning_tokens=0)
-    budget = len(ids(looping_tok, ANSWER_PREFIX)) + 3 * len(ids(looping_tok, BLOCK))
-    generate(lm, ["[LOOPANSWER] what is 6*7?"], budget)
-    assert rescue_event(side(tmp_path)[0])[:3] == ("commit", "loop", len(ids(looping_tok, ANSWER_PREFIX)))
+def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, looping_tok, tmp_path):
+    scenarios.a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_forced_close_makes_room_in_a_full_context(engines, looping_tok, tmp_path, monkeypatch):
@@ -141,7 +111,7 @@ def test_a_forced_close_makes_room_in_a_full_context(engines, looping_tok, tmp_p
     question = "[LONG] count."
     prompt = lm.tok_encode(lm.apply_chat_template([{"role": "user", "content": question}]))
     generate(lm, [question], MAX_LEN - len(prompt))
-    kind, trigger, position, _, _ = rescue_event(side(tmp_path)[0])
+    kind, trigger, position, _, _ = rescue_event(scenarios.side(tmp_path / "side.jsonl")[0])
     assert (kind, trigger) == ("commit", "length")
     assert position == MAX_LEN - len(prompt) - len(ids(looping_tok, CLOSE)) - 16
 
@@ -151,7 +121,7 @@ def test_a_generation_config_eos_id_is_not_part_of_the_completion(engines, loopi
     tokenizer's; vLLM stops there and keeps the id in token_ids."""
     lm = armed(engines, tmp_path, monkeypatch, rescue="commit", min_reasoning_tokens=0)
     (completion,) = generate(lm, ["[EASY] what is 1+1?"])
-    record = side(tmp_path)[0]
+    record = scenarios.side(tmp_path / "side.jsonl")[0]
     assert completion == EASY and record.completion_tokens == len(ids(looping_tok, EASY))
     assert record.finish_reason == "stop"
 
@@ -164,25 +134,23 @@ def test_truncated_prompts_find_their_requests(engines, tmp_path, monkeypatch, s
     prompt = lm.tok_encode(lm.apply_chat_template([{"role": "user", "content": long_question}]))
     budget = MAX_LEN - len(prompt) + 20  # lm-eval cuts 20 prompt ids
     (completion,) = generate(lm, [long_question], budget)
-    assert side(tmp_path)[0].prompt_hash and isinstance(completion, str)
+    assert scenarios.side(tmp_path / "side.jsonl")[0].prompt_hash and isinstance(completion, str)
 
 
 def test_qr_hf_and_qr_vllm_agree_on_the_same_checkpoint(engines, looping_pair, tmp_path, monkeypatch, watch):
     from qr_adapters.hf import QRHFLM
 
-    questions = ["[LOOPANSWER] what is 6*7?", "[LOOPNONE] what is 2+3?", "[EASY] what is 1+1?", "[LONG] count.",
-                 "[EARLY] what is 2+2?"]
     args = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 40}
     lm = armed(engines, tmp_path / "vllm", monkeypatch, watch, **args)
     (tmp_path / "vllm").mkdir()
-    from_vllm = generate(lm, questions)
+    from_vllm = generate(lm, scenarios.QUESTIONS)
     lowbit, reference = looping_pair
     hf = QRHFLM(pretrained=str(lowbit), reference=str(reference), device="cpu", dtype="float32", batch_size=8,
                 max_length=MAX_LEN, check_every=1, sidecar=str(tmp_path / "hf.jsonl"), **args)
-    assert generate(hf, questions) == from_vllm
+    assert generate(hf, scenarios.QUESTIONS) == from_vllm
     with jsonlines.open(tmp_path / "hf.jsonl") as reader:
         from_hf = {r["doc_id"]: r for r in reader}
-    for doc_id, record in side(tmp_path / "vllm").items():
+    for doc_id, record in scenarios.side(tmp_path / "vllm" / "side.jsonl").items():
         ours, theirs = record.as_json(), dict(from_hf[doc_id])
         for name in TIMINGS:
             ours.pop(name), theirs.pop(name)
