@@ -66,8 +66,9 @@ class QRCompletions(LocalCompletionsAPI):
             kwargs.setdefault("tokenizer_backend", "huggingface")
         super().__init__(**kwargs)
         if (params.active or sidecar) and self.tokenizer_backend != "huggingface":
-            raise ModelArgumentError(f"tokenizer_backend={self.tokenizer_backend!r} is invalid with rescue, plan_tokens "
-                                     "or sidecar: must be huggingface (ids are counted with the model's tokenizer)")
+            raise ModelArgumentError(f"tokenizer_backend={self.tokenizer_backend!r} is invalid with rescue, "
+                                     "plan_tokens or sidecar: must be huggingface (ids are counted with the "
+                                     "model's tokenizer)")
         self.reference_base_url = reference_base_url or self.base_url
         if not params.uses_reference:
             params.warn_if_reference_unused()
@@ -94,7 +95,8 @@ class QRCompletions(LocalCompletionsAPI):
         completions endpoint)."""
         if self.tokenizer_backend != "huggingface":
             return super().apply_chat_template(chat_history, add_generation_prompt)
-        return self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt,
                                                   continue_final_message=not add_generation_prompt)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -167,8 +169,8 @@ class QRCompletions(LocalCompletionsAPI):
             return response.json()
 
         try:
-            return retry(stop=stop_after_attempt(self.max_retries), wait=wait_exponential(multiplier=0.5, min=1, max=10),
-                         reraise=True)(once)()
+            backing_off = wait_exponential(multiplier=0.5, min=1, max=10)
+            return retry(stop=stop_after_attempt(self.max_retries), wait=backing_off, reraise=True)(once)()
         except (http.RequestException, ValueError) as error:
             raise ServerError(f"{url} did not answer after {self.max_retries} tries: {_one_line(error)}") from None
 

@@ -75,7 +75,8 @@ class Watch:
                 so_far = generated[id(row)]
                 before = len(so_far)
                 so_far += ids
-                if reason != "stop" and stops and any(s in self.decode(so_far[max(0, before - lookback):]) for s in stops):
+                recent = self.decode(so_far[max(0, before - lookback):]) if reason != "stop" and stops else ""
+                if any(s in recent for s in stops):
                     del so_far[through_stop(so_far, stops, self.decode) or len(so_far):]
                     ids, reason = so_far[before:], "stop"
                 onset, period = detector[id(row)].push([ids]) if ids else ([-1], [-1])
@@ -83,7 +84,8 @@ class Watch:
                 loop = self.rescuable(row, full, (int(onset[0]), int(period[0])) if onset[0] >= 0 else None)
                 at_budget = len(full) >= budget
                 if reason == "stop" or loop is not None or at_budget:
-                    row.low_bit_ended(so_far, reason == "stop", loop, stopped_at_loop=loop is not None and not at_budget)
+                    stopped = loop is not None and not at_budget
+                    row.low_bit_ended(so_far, reason == "stop", loop, stopped_at_loop=stopped)
                 else:
                     still.append(row)
             active = still

@@ -66,7 +66,8 @@ def a_loop_after_an_early_repetition_stop_is_still_rescued(make: Make, side_path
     min_reasoning_tokens: the adapter resumes it still watched and rescues it at its onset."""
     assert len(ids(tok, EARLY_PREFIX + BLOCK * 3)) < 50
     generate(make(rescue="commit", min_reasoning_tokens=50), ["[EARLY] what is 2+2?"])
-    assert rescue_event(side(side_path)[0]) == ("commit", "loop", len(ids(tok, EARLY_PREFIX)), len(ids(tok, BLOCK)), None)
+    onset, period = len(ids(tok, EARLY_PREFIX)), len(ids(tok, BLOCK))
+    assert rescue_event(side(side_path)[0]) == ("commit", "loop", onset, period, None)
 
 
 def a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make: Make, side_path: Path, tok) -> None:

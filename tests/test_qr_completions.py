@@ -87,8 +87,8 @@ def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_to
 
 
 def test_planning_hands_over_after_exactly_n_ids(looping_pair, servers, looping_tok, tmp_path):
-    scenarios.planning_hands_over_after_exactly_n_ids(lambda **args: model(looping_pair, servers, tmp_path, **args), tmp_path / "side.jsonl",
-                                                      looping_tok)
+    make = lambda **args: model(looping_pair, servers, tmp_path, **args)  # noqa: E731  (planning: no watch)
+    scenarios.planning_hands_over_after_exactly_n_ids(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
@@ -104,7 +104,7 @@ def test_a_server_without_ids_or_token_prompts_gives_the_same_rescues(looping_pa
     prompt's text and the completion's so far), chunks, ids counted with the model's tokenizer
     on the returned text (as from a server that returns none)."""
     args = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 40}
-    questions = [q for q in scenarios.QUESTIONS if not q.startswith("[LONG]")]  # random ids: their text re-tokenizes otherwise
+    questions = [q for q in scenarios.QUESTIONS if not q.startswith("[LONG]")]  # random ids: text re-tokenizes
     (tmp_path / "ids").mkdir()
     (tmp_path / "text").mkdir()
     exact = generate(model(looping_pair, servers, tmp_path / "ids", "chunks", **args), questions)
@@ -124,7 +124,8 @@ def test_concurrency_1_and_8_give_the_same_records(looping_pair, servers, tmp_pa
         found[concurrent] = (generate(lm, scenarios.QUESTIONS, repeats=2),
                              [without_timings(r) for r in records(tmp_path / str(concurrent) / "side.jsonl")])
     assert found[1] == found[8]
-    assert [(r["doc_id"], r["repeat"]) for r in found[8][1]] == [(d, r) for d in range(len(scenarios.QUESTIONS)) for r in (0, 1)]
+    expected = [(d, r) for d in range(len(scenarios.QUESTIONS)) for r in (0, 1)]
+    assert [(r["doc_id"], r["repeat"]) for r in found[8][1]] == expected
 
 
 def test_qr_hf_and_qr_completions_agree_on_the_same_checkpoint(looping_pair, servers, tmp_path, watch):

@@ -92,8 +92,8 @@ def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_to
 
 
 def test_planning_hands_over_after_exactly_n_ids(engines, looping_tok, tmp_path, monkeypatch):
-    scenarios.planning_hands_over_after_exactly_n_ids(lambda **args: armed(engines, tmp_path, monkeypatch, **args), tmp_path / "side.jsonl",
-                                                      looping_tok)
+    make = lambda **args: armed(engines, tmp_path, monkeypatch, **args)  # noqa: E731  (planning: no watch)
+    scenarios.planning_hands_over_after_exactly_n_ids(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
