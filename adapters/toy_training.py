@@ -34,8 +34,8 @@ class TrainConfig:
     seed: int = 0
     hidden: int = 96
     layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
+    heads: int = 3
+    kv_heads: int = 3
     intermediate: int = 192
     steps: int = 1200
     batch_size: int = 32
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the tiny qr_toy reasoning model on CPU and save it as a transformers checkpoint.",
     )
     parser.add_argument("--out", required=True, help="directory to write the checkpoint to")
-    tunable = ("seed", "steps", "batch_size", "lr", "hidden", "layers", "intermediate", "slip_share", "again_share",
-               "threads")
+    tunable = ("seed", "steps", "batch_size", "lr", "hidden", "layers", "heads", "kv_heads", "intermediate",
+               "slip_share", "again_share", "threads")
     for name in tunable:
         default = getattr(TrainConfig, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,

@@ -14,8 +14,8 @@ Then, in one run, through lm-eval's ``generate_until`` on ``qr_toy`` prompts:
    ``rescue=commit_then_fallback`` (the full-precision server as reference), the tokens each
    generated and the share answered correctly.
 
-    python benchmarks/served_rescue.py                 # 64 problems, W2 groups of 48
-    python benchmarks/served_rescue.py --problems 100 --quant rtn-w2g48 --rounds 3
+    python benchmarks/served_rescue.py                 # 64 problems, W2 in the demo's groups
+    python benchmarks/served_rescue.py --problems 100 --quant rtn-w2g32 --rounds 3
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from qr_adapters.completions import QRCompletions
 from qr_adapters.quant import cached_quantized_checkpoint, parse_quant
 from qr_adapters.served import vllm_server
 from qr_adapters.toy_training import TOY_MODEL_DIR
+from qr_leaderboard.demo import GROUP_SIZE, RESCUE
 from qr_metrics.graders import grader_for_task
 
 MAX_LEN = 1024
 SERVE_ARGS = ("--dtype", "float32", "--max-model-len", str(MAX_LEN), "--enforce-eager", "--max-num-seqs", "16")
 BUDGET = 512  # qr_toy's max_gen_toks
-RESCUE = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 16}  # the demo's
 
 
 def requests_for(lm, docs: list[dict]) -> list[Instance]:
@@ -65,7 +65,8 @@ def timed(lm, docs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=64, help="qr_toy problems per run (default 64)")
-    parser.add_argument("--quant", default="rtn-w2g48", help="the low-bit server's RTN spec (default rtn-w2g48)")
+    parser.add_argument("--quant", default=f"rtn-w2g{GROUP_SIZE}",
+                        help=f"the low-bit server's RTN spec (default rtn-w2g{GROUP_SIZE}, the demo's W2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds, best kept (default 2)")
     parser.add_argument("--model", default=str(TOY_MODEL_DIR), help="full-precision model (default: the toy model)")
     args = parser.parse_args()

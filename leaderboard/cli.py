@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rescue off and on, through lm-eval; leaderboard, gate, summary",
         epilog="""
         Evaluates qr_toy (three-digit additions, made from a seed) on the embedded model
-        (qr_adapters/toy_model) at fp32 and quant=rtn-w{8,4,3,2}g48, each with
+        (qr_adapters/toy_model) at fp32 and quant=rtn-w{8,4,3,2}g32, each with
         rescue=commit_then_fallback off and on, then writes DIR/runs (lm-eval output
         directories), DIR/leaderboard and DIR/gate.md (W4 against fp32). Nothing is
         downloaded or trained.

@@ -25,7 +25,10 @@ DEMO_MODEL = "qr-toy"
 """The ``model`` of every demo run (run.json): the leaderboard pairs them with the fp32 run."""
 PROBLEMS = 100
 BATCH_SIZE = 50
-GROUP_SIZE = 48
+GROUP_SIZE = 32
+"""RTN group size of the low-bit runs (``rtn-w{bits}g32``): divides every linear layer's
+in_features (96 and 192); with it the shipped model keeps W8/W4 intact, is damaged at W3
+(mostly loops, which rescue wins back) and broken at W2."""
 PRECISIONS = ("fp32", "w8", "w4", "w3", "w2")
 RESCUE = {"rescue": "commit_then_fallback", "min_reasoning_tokens": 16}
 """Loop rescue of the rescue-on runs (reference: the full-precision model). Toy traces are

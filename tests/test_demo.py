@@ -41,7 +41,7 @@ def test_demo_writes_runs_leaderboard_and_gate(demo):
         assert all(s.side is not None for s in run.samples)  # the side file was read
         (results,) = (demo / "runs" / name).rglob("results_*.json")  # ... beside results_*.json, as the README says
         assert (results.parent / SIDE_FILE).is_file() and not (demo / "runs" / name / SIDE_FILE).exists()
-    assert read_run(demo / "runs" / "w4-rescue").precision == "rtn-w4g48+rescue"
+    assert read_run(demo / "runs" / "w4-rescue").precision == "rtn-w4g32+rescue"
     assert read_run(demo / "runs" / "w4").bits == 4
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",
                  "accuracy_vs_length.png", "inflation_by_bits.svg"):  # fmt: skip
