@@ -75,6 +75,7 @@ class QRCompletions(LocalCompletionsAPI):
         self.chunk_tokens = chunk_tokens
         self.side_log = SideLog(sidecar)
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not shared between threads
+        self._sessions = threading.local()  # one kept-alive connection per worker thread
         self.watch, self.token_ids = watch, False
         if params.active or sidecar:
             version = _vllm_version(self.base_url, self.timeout)
@@ -160,9 +161,12 @@ class QRCompletions(LocalCompletionsAPI):
 
     def _post(self, url: str, payload: dict) -> dict:
         """One completions request, retried as lm-eval retries (``max_retries``, backing off)."""
+        if not hasattr(self._sessions, "session"):
+            self._sessions.session = http.Session()
+
         def once() -> dict:
-            response = http.post(url, json=payload, headers=self.header, verify=self.verify_certificate,
-                                 timeout=self.timeout)
+            response = self._sessions.session.post(url, json=payload, headers=self.header,
+                                                   verify=self.verify_certificate, timeout=self.timeout)
             if not response.ok:
                 log.warning("%s answered %s: %s; retrying", url, response.status_code, response.text[:200])
             response.raise_for_status()

@@ -10,9 +10,10 @@ Then, in one run, through lm-eval's ``generate_until`` on ``qr_toy`` prompts:
    ``auto`` picks), with ``watch=chunks`` in one chunk beside it (the same client, no
    detection in the engine), at concurrency 1 and 8, rounds alternating, each one's best
    kept; target armed/plain >= 0.95;
-2. **saving**, on the W2 server: the wall time of the same requests with rescue off and with
-   ``rescue=commit_then_fallback`` (the full-precision server as reference), the tokens each
-   generated and the share answered correctly.
+2. **saving**, on the W2 server: the wall time of the same requests through ``qr-completions``
+   (side file on) with rescue off and with ``rescue=commit_then_fallback`` (the
+   full-precision server as reference), the tokens each generated and the share answered
+   correctly.
 
     python benchmarks/served_rescue.py                 # 64 problems, W2 in the demo's groups
     python benchmarks/served_rescue.py --problems 100 --quant rtn-w2g32 --rounds 3
@@ -104,7 +105,7 @@ def main() -> None:
 
         saving = {}
         low_args = {**common, "model": str(lowbit_model), "num_concurrent": 8}
-        saving["off"] = timed(QRCompletions(base_url=low.url, **low_args), docs)
+        saving["off"] = timed(QRCompletions(base_url=low.url, sidecar=str(work / "plain.jsonl"), **low_args), docs)
         saving["on"] = timed(QRCompletions(base_url=low.url, reference_base_url=full.url, reference=args.model,
                                            sidecar=str(work / "rescued.jsonl"), **RESCUE, **low_args), docs)
 
