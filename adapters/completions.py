@@ -105,18 +105,22 @@ class QRCompletions(LocalCompletionsAPI):
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
         self.side_log.expect(requests, key_of=id)
         jobs = [(request, *self.side_log.take(id(request))) for request in requests]
-        done: list[tuple[str, list[dict]] | None] = [None] * len(jobs)
+        futures = []
         try:
             with ThreadPoolExecutor(max_workers=max(1, self._concurrent)) as pool, \
                     tqdm(total=len(jobs), desc="Requesting API (qr-completions)", disable=disable_tqdm) as bar:
                 futures = [pool.submit(self._complete_request, *job) for job in jobs]
-                for i, future in enumerate(futures):
-                    done[i] = future.result()
+                for future in futures:
+                    if future.exception() is not None:  # the run stops: requests not started never start
+                        for pending in futures:
+                            pending.cancel()
+                        future.result()
                     bar.update(1)
-        finally:  # whole records only: those of the requests that finished, in request order
-            self.side_log.records.extend(record for item in done if item is not None for record in item[1])
+        finally:  # whole records only: those of every request that finished, in request order
+            finished = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+            self.side_log.records.extend(record for _, records in finished for record in records)
             self.side_log.write()
-        return [text for text, _ in done]
+        return [future.result()[0] for future in futures]
 
     # -- one request -----------------------------------------------------------------------------
 
