@@ -177,13 +177,17 @@ def test_the_reference_needs_its_own_memory_share():
                gpu_memory_utilization=0.9, reference_gpu_memory_utilization=0.4)
 
 
-def test_a_head_size_the_cpu_build_cannot_run_is_named_before_an_engine_starts():
-    """The embedded toy model has heads of 24."""
-    from qr_adapters.toy_training import TOY_MODEL_DIR
+def test_a_head_size_the_cpu_build_cannot_run_is_named_before_an_engine_starts(tiny_model_dir, tmp_path):
+    """A checkpoint whose heads are 24 wide (its config is all the check reads)."""
+    import shutil
+
     from qr_adapters.vllm import QRVLLM
 
+    model = shutil.copytree(tiny_model_dir, tmp_path / "heads-of-24")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "head_dim": 24}))
     with pytest.raises(ModelArgumentError, match=r"head size 24 is not one its attention runs \(32, 64, 80"):
-        QRVLLM(pretrained=str(TOY_MODEL_DIR))
+        QRVLLM(pretrained=str(model))
 
 
 def test_without_vllm_the_error_names_both_extras():
