@@ -9,7 +9,6 @@ ends a Unix tool.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -17,6 +16,8 @@ import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
+
+from qr_metrics.files import json_text
 
 from .runs import InputError, Run
 
@@ -43,7 +44,7 @@ def _analyze(args: argparse.Namespace) -> int:
     summary = summarize(measured, unit)
     if args.per_sample:
         with output_file(args.per_sample) as handle:
-            jsonlines.Writer(handle).write_all(m.as_record() for m in measured)
+            jsonlines.Writer(handle, dumps=json_text).write_all(m.as_record() for m in measured)
     _print_result(args, summary, lambda: analysis_table(run.name, summary))
     return 0
 
@@ -65,8 +66,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _print_result(args: argparse.Namespace, result: dict, table) -> None:
     """The documented JSON object with ``--json``, else the table ``table()`` renders."""
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
+        print(json_text(result, indent=2))
     else:
         print(table())
 
@@ -215,8 +215,7 @@ def _gate(args: argparse.Namespace) -> int:
     )
     verdict = gate_verdict(result.as_dict())
     if args.json:
-        json.dump(result.as_dict(), sys.stdout, indent=2)
-        print()
+        print(json_text(result.as_dict(), indent=2))
     else:
         print(verdict, end="")
     _append_step_summary(verdict)
@@ -243,8 +242,7 @@ def _select(args: argparse.Namespace) -> int:
     summary = selection.as_dict()
     report = selection_report(summary)
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        print()
+        print(json_text(summary, indent=2))
     else:
         if summary["selected"] is not None:
             print(summary["selected"])

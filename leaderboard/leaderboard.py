@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -570,10 +569,14 @@ def write_leaderboard(board: dict[str, Any], out: str | Path, plots: bool = True
     """Write every output into ``out``; returns the paths written.
 
     Everything is rendered first, then each file is written atomically: a failure while
-    rendering writes nothing.
+    rendering writes nothing. Every file shows the figures as the JSON holds them
+    (``json_ready``: 12 significant digits), so the CSV and the JSON agree exactly.
     """
+    from qr_metrics.files import json_ready, json_text
+
     from .html import to_html
 
+    board = json_ready(board)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out must be a directory")
@@ -586,7 +589,7 @@ def write_leaderboard(board: dict[str, Any], out: str | Path, plots: bool = True
     texts = {
         "leaderboard.md": to_markdown(board),
         "leaderboard.csv": to_csv(board),
-        "leaderboard.json": json.dumps(board, indent=2) + "\n",
+        "leaderboard.json": json_text(board, indent=2) + "\n",
         "leaderboard.html": to_html(board, {name: png for name, (png, _) in images.items()}),
     }
     written = []

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
+
+SIGNIFICANT_DIGITS = 12
+"""Floats in JSON outputs keep this many significant digits: enough for every figure qr-eval
+reports, few enough that binary rounding noise (a p90 of 957.200000000001) is not printed."""
+
+
+def json_ready(value: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """``value`` with every finite float (numpy float64 included) rounded to ``digits``
+    significant digits, through dicts, lists and tuples; everything else unchanged. Applied
+    at the JSON edge only: computations keep full precision."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else float(value)
+    if isinstance(value, dict):
+        return {key: json_ready(item, digits) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_ready(item, digits) for item in value]
+    if isinstance(value, tuple):
+        return tuple(json_ready(item, digits) for item in value)
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """The JSON text of an output (``--json``, ``--per-sample``, ``leaderboard.json``), with
+    floats as :func:`json_ready` rounds them."""
+    return json.dumps(json_ready(value), indent=indent)
 
 
 @contextmanager
