@@ -43,7 +43,11 @@ def vllm_server(model: str | Path, *args: str, startup_s: float = 600, log: Path
     block ends; its URL is ``http://127.0.0.1:PORT/v1/completions`` and the model's name on the
     server is ``str(model)``. The CPU build needs ``VLLM_CPU_KVCACHE_SPACE`` (1 GiB unless set)."""
     port = _free_port()
-    log = Path(log) if log is not None else Path(tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")[1])
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")
+        os.close(handle)
+        log = name
+    log = Path(log)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                "--host", "127.0.0.1", "--port", str(port), *args]
