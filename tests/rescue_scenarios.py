@@ -75,3 +75,9 @@ def a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make: Make, 
     budget = len(ids(tok, ANSWER_PREFIX)) + 3 * len(ids(tok, BLOCK))
     generate(make(rescue="commit", min_reasoning_tokens=0), ["[LOOPANSWER] what is 6*7?"], budget)
     assert rescue_event(side(side_path)[0])[:3] == ("commit", "loop", len(ids(tok, ANSWER_PREFIX)))
+
+
+WATCHED = (each_rescue_at_its_exact_position, commit_without_an_answer_lets_the_low_bit_model_answer,
+           a_loop_after_an_early_repetition_stop_is_still_rescued,
+           a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset)
+"""The scenarios that depend on how the low-bit model is watched (run with every watch)."""

@@ -78,25 +78,14 @@ def without_timings(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in TIMINGS}
 
 
-def test_each_rescue_at_its_exact_position(make, looping_tok, tmp_path):
-    scenarios.each_rescue_at_its_exact_position(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_tok, tmp_path):
-    scenarios.commit_without_an_answer_lets_the_low_bit_model_answer(make, tmp_path / "side.jsonl", looping_tok)
+@pytest.mark.parametrize("scenario", scenarios.WATCHED, ids=lambda scenario: scenario.__name__)
+def test_each_watched_rescue_scenario(make, looping_tok, tmp_path, scenario):
+    scenario(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_planning_hands_over_after_exactly_n_ids(looping_pair, servers, looping_tok, tmp_path):
     make = lambda **args: model(looping_pair, servers, tmp_path, **args)  # noqa: E731  (planning: no watch)
     scenarios.planning_hands_over_after_exactly_n_ids(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
-    scenarios.a_loop_after_an_early_repetition_stop_is_still_rescued(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, looping_tok, tmp_path):
-    scenarios.a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_server_without_ids_or_token_prompts_gives_the_same_rescues(looping_pair, servers, tmp_path):

@@ -83,25 +83,14 @@ def test_rescue_off_returns_what_the_engine_returns(engines, tmp_path, monkeypat
     assert records[1].finish_reason == "stop" and not records[1].rescue
 
 
-def test_each_rescue_at_its_exact_position(make, looping_tok, tmp_path):
-    scenarios.each_rescue_at_its_exact_position(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_commit_without_an_answer_lets_the_low_bit_model_answer(make, looping_tok, tmp_path):
-    scenarios.commit_without_an_answer_lets_the_low_bit_model_answer(make, tmp_path / "side.jsonl", looping_tok)
+@pytest.mark.parametrize("scenario", scenarios.WATCHED, ids=lambda scenario: scenario.__name__)
+def test_each_watched_rescue_scenario(make, looping_tok, tmp_path, scenario):
+    scenario(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_planning_hands_over_after_exactly_n_ids(engines, looping_tok, tmp_path, monkeypatch):
     make = lambda **args: armed(engines, tmp_path, monkeypatch, **args)  # noqa: E731  (planning: no watch)
     scenarios.planning_hands_over_after_exactly_n_ids(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_a_loop_after_an_early_repetition_stop_is_still_rescued(make, looping_tok, tmp_path):
-    scenarios.a_loop_after_an_early_repetition_stop_is_still_rescued(make, tmp_path / "side.jsonl", looping_tok)
-
-
-def test_a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, looping_tok, tmp_path):
-    scenarios.a_loop_completed_by_the_budgets_last_id_is_rescued_at_its_onset(make, tmp_path / "side.jsonl", looping_tok)
 
 
 def test_a_forced_close_makes_room_in_a_full_context(engines, looping_tok, tmp_path, monkeypatch):
