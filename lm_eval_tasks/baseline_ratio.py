@@ -42,8 +42,8 @@ class BaselineRatio:
     @cached_property
     def baseline_lengths(self) -> dict[str, float]:
         """Document key -> baseline reasoning length (first repeat) for this task."""
-        from qr_leaderboard.analysis import measure_run
-        from qr_leaderboard.runs import read_run
+        from qr_metrics.measured import measure_run
+        from qr_metrics.runs import read_run
 
         run = read_run(self.baseline)
         measured = measure_run(run, tokenizer=self.tokenizer, params=self.params, progress=False)

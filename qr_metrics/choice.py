@@ -66,53 +66,62 @@ def yes_no_of(text: str) -> str | None:
     return _YES_NO.get(_unwrap(text).strip("()[]!?,;: ").lower())
 
 
-class ChoiceGrader:
-    """An option letter, read as the module docstring says; correct when it is the gold letter."""
+class _ShortAnswerGrader:
+    """Reading a short answer, as the module docstring says: the last ``\\boxed{}``, else the
+    last stated answer, else the whole answer segment (``whole``)."""
+
+    stated: re.Pattern
+
+    @staticmethod
+    def read(text: str) -> str | None:
+        """The answer a short text names, or None."""
+        raise NotImplementedError
+
+    def stated_answer(self, match: re.Match) -> str:
+        return match.group(1)
+
+    def whole(self, answer_segment: str) -> str | None:
+        return self.read(answer_segment)
 
     def final_answer(self, answer_segment: str) -> str | None:
         boxed = boxed_answers(answer_segment)
         if boxed:
-            return letter_of(boxed[-1][1])
-        stated = [m.group(1) for m in _STATED_LETTER.finditer(answer_segment)]
-        if stated:
-            return stated[-1]
-        return only_letter(answer_segment)
+            return self.read(boxed[-1][1])
+        stated = [self.stated_answer(m) for m in self.stated.finditer(answer_segment)]
+        return stated[-1] if stated else self.whole(answer_segment)
 
     def intermediate_answers(self, reasoning: str) -> list[tuple[int, str]]:
-        found = [(at, letter) for at, content in boxed_answers(reasoning) if (letter := letter_of(content))]
-        found += [(m.start(), m.group(1)) for m in _STATED_LETTER.finditer(reasoning)]
+        found = [(at, answer) for at, content in boxed_answers(reasoning) if (answer := self.read(content))]
+        found += [(m.start(), self.stated_answer(m)) for m in self.stated.finditer(reasoning)]
         return sorted(found)
 
     def same_answer(self, first: str, second: str) -> bool:
-        return letter_of(first) == letter_of(second) is not None
+        return self.read(first) == self.read(second) is not None
 
     def is_correct(self, prediction: str, gold: Any) -> bool:
-        return letter_of(str(prediction)) == letter_of(str(gold)) is not None
+        return self.read(str(prediction)) == self.read(str(gold)) is not None
 
 
-class YesNoGrader:
-    """"yes" or "no", read as the module docstring says; correct when it is the gold."""
+class ChoiceGrader(_ShortAnswerGrader):
+    """An option letter; correct when it is the gold letter."""
 
-    def final_answer(self, answer_segment: str) -> str | None:
-        boxed = boxed_answers(answer_segment)
-        if boxed:
-            return yes_no_of(boxed[-1][1])
-        stated = [m.group(1) for m in _STATED_YES_NO.finditer(answer_segment)]
-        if stated:
-            return _YES_NO[stated[-1].lower()]
-        whole = yes_no_of(answer_segment)
-        if whole:
-            return whole
+    stated = _STATED_LETTER
+    read = staticmethod(letter_of)
+    whole = staticmethod(only_letter)
+
+
+class YesNoGrader(_ShortAnswerGrader):
+    """"yes" or "no" (a segment may also start with "Yes."); correct when it is the gold."""
+
+    stated = _STATED_YES_NO
+    read = staticmethod(yes_no_of)
+
+    def stated_answer(self, match: re.Match) -> str:
+        return _YES_NO[match.group(1).lower()]
+
+    def whole(self, answer_segment: str) -> str | None:
         leading = _LEADING_YES_NO.match(answer_segment)
-        return leading.group(1).lower() if leading else None
-
-    def intermediate_answers(self, reasoning: str) -> list[tuple[int, str]]:
-        found = [(at, answer) for at, content in boxed_answers(reasoning) if (answer := yes_no_of(content))]
-        found += [(m.start(), _YES_NO[m.group(1).lower()]) for m in _STATED_YES_NO.finditer(reasoning)]
-        return sorted(found)
-
-    def same_answer(self, first: str, second: str) -> bool:
-        return yes_no_of(first) == yes_no_of(second) is not None
+        return yes_no_of(answer_segment) or (leading.group(1).lower() if leading else None)
 
     def is_correct(self, prediction: str, gold: Any) -> bool:
         expected = ("yes" if gold else "no") if isinstance(gold, bool) else yes_no_of(str(gold))

@@ -321,14 +321,16 @@ if __name__ == "__main__":
         sys.exit("usage: code_sandbox.py --supervise < spec.json | --kill-uid UID")
     sys.exit(0)
 
-import re  # noqa: E402  (the public API: not needed by the supervisor)
-import secrets  # noqa: E402
+import secrets  # noqa: E402  (the public API: not needed by the supervisor)
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from functools import lru_cache  # noqa: E402
+
+from .fences import PYTHON_TAGS, fenced_blocks  # noqa: E402
+from .params import check, is_int  # noqa: E402
 
 __all__ = [
     "SandboxLimits",
@@ -365,31 +367,25 @@ class SandboxLimits:
     max_open_files: int = 256
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.timeout_s, (int, float)) and not isinstance(self.timeout_s, bool)
-               and 0 < self.timeout_s <= 3600, "timeout_s", self.timeout_s, "a number in (0, 3600]")
-        _check(_is_int(self.memory_mb) and 64 <= self.memory_mb <= 1 << 20, "memory_mb", self.memory_mb,
-               "an integer in [64, 1048576]")
-        _check(_is_int(self.max_processes) and 1 <= self.max_processes <= 4096, "max_processes",
-               self.max_processes, "an integer in [1, 4096]")
-        _check(_is_int(self.max_file_mb) and 1 <= self.max_file_mb <= 1 << 20, "max_file_mb",
-               self.max_file_mb, "an integer in [1, 1048576]")
-        _check(self.cpu_s is None or (_is_int(self.cpu_s) and 1 <= self.cpu_s <= 3600), "cpu_s", self.cpu_s,
-               "None or an integer in [1, 3600]")
-        _check(_is_int(self.max_open_files) and 16 <= self.max_open_files <= 65536, "max_open_files",
-               self.max_open_files, "an integer in [16, 65536]")
+        check("SandboxLimits", isinstance(self.timeout_s, (int, float)) and not isinstance(self.timeout_s, bool)
+              and 0 < self.timeout_s <= 3600, "timeout_s", self.timeout_s, "a number in (0, 3600]")
+        check("SandboxLimits", is_int(self.memory_mb) and 64 <= self.memory_mb <= 1 << 20, "memory_mb",
+              self.memory_mb, "an integer in [64, 1048576]")
+        check("SandboxLimits", is_int(self.max_processes) and 1 <= self.max_processes <= 4096, "max_processes",
+              self.max_processes, "an integer in [1, 4096]")
+        check("SandboxLimits", is_int(self.max_file_mb) and 1 <= self.max_file_mb <= 1 << 20, "max_file_mb",
+              self.max_file_mb, "an integer in [1, 1048576]")
+        check("SandboxLimits", self.cpu_s is None or (is_int(self.cpu_s) and 1 <= self.cpu_s <= 3600), "cpu_s",
+              self.cpu_s, "None or an integer in [1, 3600]")
+        check("SandboxLimits", is_int(self.max_open_files) and 16 <= self.max_open_files <= 65536, "max_open_files",
+              self.max_open_files, "an integer in [16, 65536]")
+        for name in ("memory_mb", "max_processes", "max_file_mb", "cpu_s", "max_open_files"):
+            value = getattr(self, name)  # a numpy integer becomes an int: the limits travel as JSON
+            object.__setattr__(self, name, None if value is None else int(value))
 
     @property
     def effective_cpu_s(self) -> int:
         return self.cpu_s if self.cpu_s is not None else max(1, int(-(-self.timeout_s // 1)))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"SandboxLimits.{name}={value!r} is invalid: must be {allowed}")
 
 
 @dataclass(frozen=True)
@@ -441,39 +437,21 @@ def require_unsafe_code_confirmation(confirm_run_unsafe_code: bool = False) -> N
 
 # --- extracting and assembling programs ---------------------------------------------------
 
-_FENCE_OPEN = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n`]*$")
-_FENCE_CLOSE = re.compile(r"^[ \t]*```[ \t]*$")
-_PYTHON_TAGS = {"python", "py", "python3", "py3"}
-
-
 def extract_code(answer_text: str) -> str | None:
-    """The last ```python block of an answer, else its last fenced block of any kind.
+    """The last block tagged as Python in an answer (```python, ```py, ...), else its last
+    untagged block, else its last fenced block of any kind (``fences.PYTHON_TAGS``).
 
     A block left open at the end of the text (a generation cut by its token budget) counts.
     Empty blocks are ignored. None when the answer has no fenced block. Pass the answer
-    segment, not the reasoning, for reasoning models.
+    segment, not the reasoning, for reasoning models. The code's lines end in a newline
+    whatever line break the answer used (CRLF, ...).
     """
-    blocks: list[tuple[str, str]] = []
-    tag: str | None = None
-    body: list[str] = []
-    for line in answer_text.splitlines():
-        if tag is None:
-            opened = _FENCE_OPEN.match(line)
-            if opened:
-                tag, body = opened.group(1).lower(), []
-        elif _FENCE_CLOSE.match(line):
-            blocks.append((tag, "\n".join(body)))
-            tag = None
-        else:
-            body.append(line)
-    if tag is not None:
-        blocks.append((tag, "\n".join(body)))
-    blocks = [(t, code) for t, code in blocks if code.strip()]
-    python = [code for t, code in blocks if t in _PYTHON_TAGS]
-    if python:
-        return python[-1].strip("\n") + "\n"
-    if blocks:
-        return blocks[-1][1].strip("\n") + "\n"
+    blocks = [block for block in fenced_blocks(answer_text) if block.body.strip()]
+    tagged = [block for block in blocks if block.tag and block.tag in PYTHON_TAGS]
+    untagged = [block for block in blocks if not block.tag]
+    for candidates in (tagged, untagged, blocks):
+        if candidates:
+            return "\n".join(candidates[-1].body.splitlines()).strip("\n") + "\n"
     return None
 
 

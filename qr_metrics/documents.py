@@ -1,5 +1,10 @@
 """How a generation is keyed across files: by its document and by its prompt.
 
+Across runs a sample is keyed by :func:`sample_key` ``(task, doc_id, repeat)`` and its item
+(the repeats of one document together) by :func:`item_key` ``(task, doc_id)``, with the
+``doc_id`` written by :func:`doc_id_key`; :func:`item_indices` numbers items for the
+statistics.
+
 lm-eval's ``process_results`` sees a document but not its ``doc_id``, so in-harness
 comparisons match samples by document content (:func:`doc_key`); the model side sees only
 the prompt string, so the adapters' side file is joined to lm-eval's samples by
@@ -12,7 +17,11 @@ import hashlib
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
+
+from .params import is_int
 
 _INTEGRAL = re.compile(r"-?(0|[1-9][0-9]*)(\.0+)?")
 """A string that writes an integer or an integral float (``"12"``, ``"12.0"``; not ``"012"``)."""
@@ -37,6 +46,29 @@ def doc_id_key(doc_id: Any) -> str:
     if isinstance(doc_id, str) and _INTEGRAL.fullmatch(doc_id):
         return str(int(doc_id.split(".")[0]))
     return str(doc_id)
+
+
+def item_key(task: str, doc_id: Any) -> tuple[str, str]:
+    """The item a sample belongs to, ``(task, doc_id_key(doc_id))``: the repeats of one
+    document share it. ``ValueError`` for a ``doc_id`` that :func:`doc_id_key` refuses."""
+    return (task, doc_id_key(doc_id))
+
+
+def sample_key(task: str, doc_id: Any, repeat: int = 0) -> tuple[str, str, int]:
+    """A sample's key across runs, ``(task, doc_id_key(doc_id), repeat)``: samples of two
+    runs pair when their keys are equal. ``ValueError`` for a ``doc_id`` that
+    :func:`doc_id_key` refuses or a ``repeat`` that is not an integer >= 0."""
+    if not is_int(repeat) or repeat < 0:
+        raise ValueError(f"repeat must be an integer >= 0, got {repeat!r}")
+    return (task, doc_id_key(doc_id), int(repeat))
+
+
+def item_indices(keys: Iterable[Any]) -> np.ndarray:
+    """Item ids ``0..k-1`` for a sequence of item keys, numbered in first-seen order (equal
+    keys get one id): the ``item`` array ``qr_metrics.stats`` and ``qr_metrics.efficiency``
+    take. A sample key's item is ``key[:2]``; pass ``item_key(...)`` values or any hashables."""
+    index: dict[Any, int] = {}
+    return np.fromiter((index.setdefault(key, len(index)) for key in keys), dtype=np.intp)
 
 
 def prompt_hash(prompt: str) -> str:

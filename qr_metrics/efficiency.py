@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .documents import item_indices
+
 
 @dataclass(frozen=True)
 class BudgetCurve:
@@ -118,8 +120,7 @@ def repeat_spread(item: Sequence, repeat: Sequence[int], correct: Sequence[bool]
     repeats = np.unique(repeat)
     if len(repeats) < 2:
         return None
-    index = {key: i for i, key in enumerate(dict.fromkeys(item))}
-    item_index = np.array([index[key] for key in item])
+    item_index = item_indices(item)
     per_item = np.bincount(item_index, weights=correct) / np.bincount(item_index)
     per_repeat = [float(correct[repeat == r].mean()) for r in repeats]
     return RepeatSpread(len(repeats), float(per_item.mean()), per_repeat, float(np.std(per_repeat, ddof=1)))

@@ -1,4 +1,9 @@
-"""Fenced blocks (```lang ... ```) in model text, with their positions."""
+"""Fenced blocks (```lang ... ```) in model text, with their positions.
+
+The one fence parser of qr-eval: ``code_sandbox.extract_code`` (the program of an answer),
+``programs.CodeGrader`` (code drafts in the reasoning) and ``tool_calls`` (calls in fenced
+blocks) all read blocks through :func:`fenced_blocks`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ from dataclasses import dataclass
 
 _OPEN = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n`]*$")
 _CLOSE = re.compile(r"^[ \t]*```[ \t]*$")
+
+PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+"""Tags of a block that holds Python code. The union of the two lists this replaced:
+``code_sandbox.extract_code`` took ``python``, ``py``, ``python3``, ``py3``; the code drafts
+of ``programs`` also took untagged blocks (``""``). ``extract_code`` still ranks a block tagged
+as Python above an untagged one."""
 
 
 @dataclass(frozen=True)
@@ -21,12 +32,17 @@ class Fence:
 
 
 def fenced_blocks(text: str) -> list[Fence]:
-    """Every fenced block of ``text`` in order; one left open at the end counts (unclosed)."""
+    """Every fenced block of ``text`` in order; one left open at the end counts (unclosed).
+
+    A fence is a line of its own (spaces or tabs before it allowed): an opening one may carry a
+    tag and more words (```` ```Python title="x" ```` gives tag ``python``), a closing one
+    nothing. Inline ```` ```x``` ```` is no block. The body keeps its lines' own line breaks.
+    """
     blocks: list[Fence] = []
     start, tag, body = -1, "", []
     offset = 0
     for line in text.splitlines(keepends=True):
-        bare = line.rstrip("\r\n")
+        bare = line.splitlines()[0]  # without its line break, whichever ``splitlines`` saw
         if start < 0:
             opened = _OPEN.match(bare)
             if opened:

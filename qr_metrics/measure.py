@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import pathologies as path
 from .counts import TokenCounter, count_steps, count_words, token_counter
 from .efficiency import count_markers
 from .graders import MATH, Grader
 from .loops import detect_exact_loop, detect_near_loop, lexical_ids, loop_end_length, may_end_in_loop, sentences
 from .params import DEFAULT_PARAMS, MeasureParams
+from .pathologies import budget_exhausted, first_commitment, is_delayed, is_repetitive, repeated_sentence_share
 from .segments import split_reasoning
 
 TOKEN_UNITS = ("reasoning_tokens", "answer_tokens", "completion_tokens")
@@ -98,17 +98,17 @@ def measure(
         correct = False
 
     intermediate = grader.intermediate_answers(reasoning)
-    commit_at = path.first_commitment(intermediate, final, grader.same_answer) if final else None
+    commit_at = first_commitment(intermediate, final, grader.same_answer) if final else None
     delay_words = None if commit_at is None else count_words(reasoning[commit_at:])
-    share = path.repeated_sentence_share(norms)
-    exhausted = path.budget_exhausted(finish_reason, counts.get("completion_tokens"), max_gen_toks)
+    share = repeated_sentence_share(norms)
+    exhausted = budget_exhausted(finish_reason, counts.get("completion_tokens"), max_gen_toks)
     flags = {
         "loop": loop_kind is not None,
-        "repetition": path.is_repetitive(share, params),
+        "repetition": is_repetitive(share, params),
         "budget_exhausted": exhausted,
         "exhausted_in_reasoning": None if exhausted is None else exhausted and segments.unclosed,
         "unclosed": segments.unclosed,
-        "delayed_commitment": path.is_delayed(delay_words, counts["words"], params),
+        "delayed_commitment": is_delayed(delay_words, counts["words"], params),
         # without a gold, intermediate answers cannot be graded: unknown, never "no"
         "answer_found_not_given": None if gold is None else not correct and _found_before(intermediate, gold, grader),
         "no_answer": final is None,

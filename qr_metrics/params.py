@@ -7,6 +7,7 @@ Modelled on vLLM's ``SamplingParams``: a frozen dataclass checked once in
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from numbers import Integral
 
 
 @dataclass(frozen=True)
@@ -53,46 +54,59 @@ class MeasureParams:
     budget_points: int = 20
 
     def __post_init__(self) -> None:
-        _check(bool(self.think_open), "think_open", self.think_open, "a non-empty string")
-        _check(bool(self.think_close), "think_close", self.think_close, "a non-empty string")
-        _check(self.loop_min_period >= 1, "loop_min_period", self.loop_min_period, ">= 1")
-        _check(
+        check("MeasureParams", bool(self.think_open), "think_open", self.think_open, "a non-empty string")
+        check("MeasureParams", bool(self.think_close), "think_close", self.think_close, "a non-empty string")
+        check("MeasureParams", self.loop_min_period >= 1, "loop_min_period", self.loop_min_period, ">= 1")
+        check(
+            "MeasureParams",
             self.loop_max_period >= self.loop_min_period,
             "loop_max_period",
             self.loop_max_period,
             f">= loop_min_period ({self.loop_min_period})",
         )
-        _check(self.loop_min_copies >= 3, "loop_min_copies", self.loop_min_copies, ">= 3")
-        _check(
+        check("MeasureParams", self.loop_min_copies >= 3, "loop_min_copies", self.loop_min_copies, ">= 3")
+        check(
+            "MeasureParams",
             self.loop_window >= self.loop_max_period * self.loop_min_copies,
             "loop_window",
             self.loop_window,
             f">= loop_max_period * loop_min_copies ({self.loop_max_period * self.loop_min_copies})",
         )
-        _check(self.loop_tail_slack >= 0, "loop_tail_slack", self.loop_tail_slack, ">= 0")
-        _check(self.near_loop_sentences >= 3, "near_loop_sentences", self.near_loop_sentences, ">= 3")
-        _check(
+        check("MeasureParams", self.loop_tail_slack >= 0, "loop_tail_slack", self.loop_tail_slack, ">= 0")
+        check(
+            "MeasureParams", self.near_loop_sentences >= 3, "near_loop_sentences", self.near_loop_sentences, ">= 3"
+        )
+        check(
+            "MeasureParams",
             1 <= self.near_loop_max_distinct < self.near_loop_sentences,
             "near_loop_max_distinct",
             self.near_loop_max_distinct,
             f"in [1, near_loop_sentences) = [1, {self.near_loop_sentences})",
         )
-        _check(
+        check(
+            "MeasureParams",
             0.0 < self.repetition_threshold <= 1.0,
             "repetition_threshold",
             self.repetition_threshold,
             "in (0, 1]",
         )
-        _check(0.0 <= self.commit_min_share < 1.0, "commit_min_share", self.commit_min_share, "in [0, 1)")
+        check(
+            "MeasureParams",
+            0.0 <= self.commit_min_share < 1.0,
+            "commit_min_share",
+            self.commit_min_share,
+            "in [0, 1)",
+        )
         markers = self.reflection_markers
-        _check(
+        check(
+            "MeasureParams",
             isinstance(markers, (list, tuple)) and all(isinstance(m, str) and m.strip() for m in markers),
             "reflection_markers",
             markers,
             "a list of non-empty strings",
         )
         object.__setattr__(self, "reflection_markers", tuple(markers))  # a JSON list arrives as a list
-        _check(self.budget_points >= 1, "budget_points", self.budget_points, ">= 1")
+        check("MeasureParams", self.budget_points >= 1, "budget_points", self.budget_points, ">= 1")
 
     @classmethod
     def from_mapping(cls, values: dict) -> "MeasureParams":
@@ -105,12 +119,14 @@ class MeasureParams:
 
 
 class ParameterError(ValueError):
-    """``Owner.field=value is invalid: must be allowed``; ``field``, ``value`` and ``allowed``
-    let a command line name its own flag or file key instead (``problem``)."""
+    """``Owner.field=value is invalid: must be allowed`` (``field=value ...`` without an owner:
+    a model argument); ``field``, ``value`` and ``allowed`` let a command line name its own
+    flag or file key instead (``problem``)."""
 
-    def __init__(self, owner: str, field: str, value: object, allowed: str):
+    def __init__(self, owner: str | None, field: str, value: object, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{owner}.{field}={value!r} is invalid: must be {allowed}")
+        where = f"{owner}.{field}" if owner else field
+        super().__init__(f"{where}={value!r} is invalid: must be {allowed}")
 
     @property
     def problem(self) -> str:
@@ -118,9 +134,20 @@ class ParameterError(ValueError):
         return f"{self.value!r} is invalid: must be {self.allowed}"
 
 
-def _check(ok: bool, name: str, value: object, allowed: str) -> None:
+def check(
+    owner: str | None, ok: bool, name: str, value: object, allowed: str, error: type[ParameterError] = ParameterError
+) -> None:
+    """Raise ``error(owner, name, value, allowed)`` unless ``ok``: the one way every parameter
+    object of qr-eval (``MeasureParams``, ``BootstrapConfig``, ``SandboxLimits``, the adapters'
+    ``RescueParams``, ...) refuses a value, so their messages read alike."""
     if not ok:
-        raise ParameterError("MeasureParams", name, value, allowed)
+        raise error(owner, name, value, allowed)
+
+
+def is_int(value: object) -> bool:
+    """True for an integer: a Python ``int`` or a numpy integer (any ``numbers.Integral``),
+    never a boolean (``True`` is no count)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 DEFAULT_PARAMS = MeasureParams()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 from .params import DEFAULT_PARAMS, MeasureParams
 
 PATHOLOGIES = (
@@ -65,3 +68,35 @@ def is_delayed(delay_words: int | None, reasoning_words: int, params: MeasurePar
     if delay_words is None or reasoning_words == 0:
         return False
     return delay_words / reasoning_words > params.commit_min_share
+
+
+@dataclass(frozen=True)
+class FlagRate:
+    """How often a pathology occurs among samples: the one definition every verb reports.
+
+    The rate is over the samples whose flag is known (``known`` of ``n``); a sample whose
+    data cannot tell (count-only records, no finish reason) is left out, never counted as
+    "no". ``known``/``n`` is the coverage, reported beside the rate.
+    """
+
+    flagged: int
+    known: int
+    n: int
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the known samples that have the pathology; None when none is known."""
+        return self.flagged / self.known if self.known else None
+
+    @property
+    def at_most(self) -> float | None:
+        """The rate if every unknown sample had the pathology (the gate's bound under partial
+        coverage); None when none is known."""
+        return (self.flagged + self.n - self.known) / self.n if self.known else None
+
+
+def flag_rate(flags: Iterable[bool | None]) -> FlagRate:
+    """The :class:`FlagRate` of some samples' flags (None: the data cannot tell)."""
+    flags = list(flags)
+    known = [flag for flag in flags if flag is not None]
+    return FlagRate(flagged=sum(map(bool, known)), known=len(known), n=len(flags))

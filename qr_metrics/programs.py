@@ -1,7 +1,8 @@
 """Code generation (HumanEval, MBPP): documents and grading by running the tests.
 
-The answer is the last ```python block of the answer segment, else its last fenced block
-(``code_sandbox.extract_code``; a block cut open by the budget counts). No block, no answer.
+The answer is the last ```python block of the answer segment, else its last untagged block,
+else its last fenced block (``code_sandbox.extract_code``; a block cut open by the budget
+counts). No block, no answer. Drafts in the reasoning are its Python or untagged blocks.
 
 The program run for one sample is: the task's prelude (HumanEval: the prompt itself, i.e.
 imports, helper functions and the stub with its docstring, which the model's definition then
@@ -27,9 +28,8 @@ from functools import lru_cache
 from typing import Any
 
 from .code_sandbox import SandboxLimits, check_code, extract_code
-from .fences import fenced_blocks
+from .fences import PYTHON_TAGS, fenced_blocks
 
-_PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 MAX_DRAFTS = 8
 """Distinct code blocks of the reasoning kept as intermediate answers (the most recent),
 bounding how many programs ``answer_found_not_given`` may run per sample."""
@@ -74,7 +74,7 @@ class CodeGrader:
         return extract_code(answer_segment)
 
     def intermediate_answers(self, reasoning: str) -> list[tuple[int, str]]:
-        drafts = [(b.start, b.body) for b in fenced_blocks(reasoning) if b.tag in _PYTHON_TAGS and b.body.strip()]
+        drafts = [(b.start, b.body) for b in fenced_blocks(reasoning) if b.tag in PYTHON_TAGS and b.body.strip()]
         recent = list(dict.fromkeys(_normalised(code) for _, code in reversed(drafts)))[:MAX_DRAFTS]
         return [(at, code) for at, code in drafts if _normalised(code) in recent]
 

@@ -56,3 +56,28 @@ def split_reasoning(
     if opened:
         return Segments(completion[start:], "", True, False, start, len(completion))
     return Segments("", completion, False, False, 0, 0)
+
+
+def segment_token_counts(
+    ids: list[int], open_ids: list[int], close_ids: list[int], opened_by_prompt: bool
+) -> tuple[int, int] | tuple[None, None]:
+    """``(reasoning_tokens, answer_tokens)`` of a completion's token ids, as
+    :func:`split_reasoning` cuts its text (and ``measure`` counts it): reasoning = the ids after
+    an opening tag the completion writes (if it writes one before the last closing tag) and
+    before the last closing tag; answer = the ids after it; the tags themselves count only in
+    the completion's tokens. Opened and never closed: all reasoning, answer 0; neither opened
+    by the prompt nor by the completion, and no closing tag: reasoning 0, answer all.
+
+    ``(None, None)`` when a tag is not exactly one id (ids alone cannot tell where it is).
+    """
+    if len(open_ids) != 1 or len(close_ids) != 1:
+        return None, None
+    (open_id,), (close_id,) = open_ids, close_ids
+    close = len(ids) - 1 - ids[::-1].index(close_id) if close_id in ids else -1
+    open_at = ids.index(open_id) if open_id in ids else -1
+    start = open_at + 1 if open_at != -1 and (close == -1 or open_at < close) else 0
+    if close != -1:
+        return close - start, len(ids) - close - 1
+    if opened_by_prompt or open_at != -1:
+        return len(ids) - start, 0
+    return 0, len(ids)

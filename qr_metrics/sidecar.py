@@ -11,7 +11,12 @@ Fields:
     prompt_hash: SHA-256 of the prompt string, lm-eval's ``prompt_hash`` of the sample.
     max_gen_toks: the generation budget of the request.
     completion_tokens: token ids in the completion lm-eval received.
-    reasoning_tokens: those before the last reasoning close tag (all of them when unclosed).
+    reasoning_tokens: those inside the reasoning segment (after an opening tag the completion
+        writes, before the last closing tag; all of them when unclosed), as
+        ``qr_metrics.segments.segment_token_counts`` counts them; null when a tag is not one id.
+    answer_tokens: those after the last closing tag (0 when unclosed; all of them when the
+        reasoning was never opened); null when a tag is not one id, or in a side file
+        written before the field existed. The tags count only in ``completion_tokens``.
     tokens: ids of the completion written by each model, ``{"lowbit": n, "reference": m}``
         (planning tokens are the reference's; a committed answer's template is neither).
     plan_tokens: ids the reference wrote before handing over (0 without planning).
@@ -81,6 +86,7 @@ class SideRecord:
     rescue: list[RescueEvent] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
     decode_s_per_token: dict[str, float | None] = field(default_factory=dict)
+    answer_tokens: int | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -105,8 +111,9 @@ class SideRecord:
             raise ValueError(f"doc_id: {error}") from None
         for name in ("repeat", "max_gen_toks", "completion_tokens", "plan_tokens"):
             _need(obj, name, is_count(obj.get(name)), "an integer in [0, 2**53]")
-        reasoning = obj.get("reasoning_tokens")
-        _need(obj, "reasoning_tokens", reasoning is None or is_count(reasoning), "null or an integer in [0, 2**53]")
+        for name in ("reasoning_tokens", "answer_tokens"):
+            value = obj.get(name)
+            _need(obj, name, value is None or is_count(value), "null or an integer in [0, 2**53]")
         _need(obj, "prompt_hash", isinstance(obj.get("prompt_hash"), str), "a string")
         tokens = obj.get("tokens")
         _need(obj, "tokens", isinstance(tokens, dict) and set(tokens) <= set(MODELS)

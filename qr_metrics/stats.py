@@ -72,7 +72,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import ndtr, ndtri
 
-from .params import ParameterError
+from .params import check, is_int
 
 __all__ = [
     "AccuracyComparison",
@@ -127,38 +127,32 @@ class BootstrapConfig:
     batch: int | None = None
 
     def __post_init__(self) -> None:
-        _check(
+        check(
+            "BootstrapConfig",
             _is_real(self.confidence) and 0.0 < self.confidence < 1.0,
             "confidence",
             self.confidence,
             "a number in (0, 1)",
         )
-        _check(
-            _is_int(self.n_resamples) and 1 <= self.n_resamples <= MAX_RESAMPLES,
+        check(
+            "BootstrapConfig",
+            is_int(self.n_resamples) and 1 <= self.n_resamples <= MAX_RESAMPLES,
             "n_resamples",
             self.n_resamples,
             f"an integer in [1, {MAX_RESAMPLES}]",
         )
         canonical = {"bca": "BCa", "percentile": "percentile"}
         method = canonical.get(self.method.lower()) if isinstance(self.method, str) else None
-        _check(method is not None, "method", self.method, "'BCa' or 'percentile'")
+        check("BootstrapConfig", method is not None, "method", self.method, "'BCa' or 'percentile'")
         object.__setattr__(self, "method", method)
-        _check(_is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _check(
-            self.batch is None or (_is_int(self.batch) and self.batch >= 1),
+        check("BootstrapConfig", is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        check(
+            "BootstrapConfig",
+            self.batch is None or (is_int(self.batch) and self.batch >= 1),
             "batch",
             self.batch,
             "None or an integer >= 1",
         )
-
-
-def _check(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ParameterError("BootstrapConfig", name, value, allowed)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_real(value: object) -> bool:
@@ -610,12 +604,7 @@ def _compare(pairs: _Pairs, config: BootstrapConfig, inflation: bool, accuracy: 
 
 
 def paired_comparison(
-    item,
-    base_len,
-    cand_len,
-    base_correct=None,
-    cand_correct=None,
-    config: BootstrapConfig = DEFAULT_BOOTSTRAP,
+    item, base_len, cand_len, base_correct=None, cand_correct=None, config: BootstrapConfig = DEFAULT_BOOTSTRAP
 ) -> PairedComparison:
     """Inflation ratios and (when correctness is given) the accuracy comparison of one task,
     all from one shared draw of item resamples."""
@@ -687,12 +676,7 @@ def stratified_comparison(tasks: Sequence, config: BootstrapConfig = DEFAULT_BOO
 
 
 def inflation_ratios(
-    item,
-    base_len,
-    cand_len,
-    base_correct=None,
-    cand_correct=None,
-    config: BootstrapConfig = DEFAULT_BOOTSTRAP,
+    item, base_len, cand_len, base_correct=None, cand_correct=None, config: BootstrapConfig = DEFAULT_BOOTSTRAP
 ) -> InflationRatios:
     """CoT token inflation ratios of one task (module docstring: definitions, degenerate
     cases). Correctness is optional; without it ``both_correct_ratio`` is ``None``."""

@@ -13,7 +13,11 @@ import pytest
 
 from fixture_data import generations_to_traces
 from qr_leaderboard.cli import main
+from qr_leaderboard.compare import compare_runs
 from qr_leaderboard.gate import GatePolicy, evaluate
+from qr_leaderboard.options import Options
+from qr_metrics.runs import read_run
+from qr_metrics.stats import BootstrapConfig
 from qr_metrics.graders import MATH
 from qr_metrics.efficiency import budget_curve, count_markers, repeat_spread
 from qr_metrics.measure import measure
@@ -266,9 +270,12 @@ def test_real_compare_budget_auc_marker_ratio_and_gate(real, capsys):
     assert block["reflection_marker_ratio"] == pytest.approx(rates[1] / rates[0])
     assert block["budget_accuracy"]["candidate"]["auc"] < block["budget_accuracy"]["baseline"]["auc"]
     # the gate's min_budget_auc: inclusive at the figure, failing just above it
-    auc = result["overall"]["budget_accuracy"]["candidate"]["auc"]
-    (at,) = evaluate(result, GatePolicy(min_budget_auc=auc))
-    (above,) = evaluate(result, GatePolicy(min_budget_auc=min(1.0, auc + 1e-9)))
+    comparison = compare_runs(read_run(base_dir), read_run(cand_dir), Options(unit="words", progress=False,
+                                                                              bootstrap=BootstrapConfig(n_resamples=99)))
+    auc = comparison.overall.reasoning.candidate["budget_accuracy"]["auc"]
+    assert result["overall"]["budget_accuracy"]["candidate"]["auc"] == pytest.approx(auc, rel=1e-11)
+    (at,) = evaluate(comparison, GatePolicy(min_budget_auc=auc))
+    (above,) = evaluate(comparison, GatePolicy(min_budget_auc=min(1.0, auc + 1e-9)))
     assert (at.name, at.kind, at.passed, above.passed) == ("budget_auc", "auc", True, False)
     code, out, _ = run_cli(capsys, "gate", base_dir, cand_dir, "--min-budget-auc", "0.9", *FAST)
     assert code == 1 and "budget AUC" in out and "≥ 0.9" in out

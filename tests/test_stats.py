@@ -204,7 +204,7 @@ def test_macro_ratio_is_a_bootstrap_stratified_by_task(method):
     """Each task resampled by scipy as its own comparison resamples it (same seed); the macro
     distribution is the mean of the tasks' ratio distributions; BCa by hand: z0 from that
     distribution, the acceleration from every task's leave-one-item-out loop."""
-    tasks, dists, jackknives = [], [], []
+    tasks, dists = [], []
     for t, n in enumerate((30, 45, 20)):
         item, base, cand, _, _ = _data(n, seed=20 + t)
         tasks.append((item, base, cand))

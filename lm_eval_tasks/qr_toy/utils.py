@@ -2,7 +2,7 @@
 
 One generator serves the task (:func:`custom_dataset`, which lm-eval calls through the
 YAML's ``custom_dataset: !function``) and the training of the embedded tiny reasoning model
-(``qr_adapters.toy_training``), so both always see the same problems and the same trace style.
+(``qr_adapters.toy_model.training``), so both always see the same problems and the same trace style.
 
 Problems are split once and for all: a pair belongs to ``test`` or ``train`` by a hash of the
 unordered pair, so no test problem (nor its commuted form, which the verification step

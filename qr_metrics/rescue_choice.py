@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from .graders import Grader
 
-MODES = ("off", "commit", "fallback", "commit_then_fallback")
+RESCUE_MODES = ("off", "commit", "fallback", "commit_then_fallback")
+"""The values of the ``rescue=`` model argument."""
 
 
 @dataclass(frozen=True)
-class Rescue:
+class RescueChoice:
     """What to do with a cut trace: ``commit`` (with ``answer`` when the reasoning already
     wrote one) or ``fallback`` (hand it to the reference model)."""
 
@@ -22,7 +23,7 @@ class Rescue:
     answer: str | None = None
 
 
-def choose_rescue(mode: str, reasoning: str, grader: Grader) -> Rescue | None:
+def choose_rescue(mode: str, reasoning: str, grader: Grader) -> RescueChoice | None:
     """The rescue for a trace whose reasoning, up to the cut, is ``reasoning``; None when off.
 
     The answer committed is the last intermediate answer the grader finds in the reasoning.
@@ -30,9 +31,9 @@ def choose_rescue(mode: str, reasoning: str, grader: Grader) -> Rescue | None:
     if mode == "off":
         return None
     if mode == "fallback":
-        return Rescue("fallback")
+        return RescueChoice("fallback")
     found = grader.intermediate_answers(reasoning)
     answer = found[-1][1] if found else None
     if mode == "commit_then_fallback" and answer is None:
-        return Rescue("fallback")
-    return Rescue("commit", answer)
+        return RescueChoice("fallback")
+    return RescueChoice("commit", answer)

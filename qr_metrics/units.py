@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from qr_metrics.measure import UNITS as MEASURED_FIELDS
+from .measure import UNITS as MEASURED_FIELDS
 
 
 @dataclass(frozen=True)
