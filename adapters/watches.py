@@ -15,9 +15,8 @@ from typing import Any, Callable
 from qr_metrics.loops import BatchLoopDetector, detect_exact_loop
 from qr_metrics.segments import split_reasoning
 
-from . import control
-from .control import Batch, Trace, through_stop
-from .rescue import RescueParams
+from .control import Batch, Trace, may_rescue, plan_batch, rescue_batch, through_stop
+from .model_args import RescueParams
 
 LowBitCall = Callable[[list[list[int]], list[int], "list[Any] | None"], tuple[list[list[int]], list[str]]]
 """One low-bit generation over token prompts: prefixes, a budget each and, optionally, each
@@ -97,17 +96,16 @@ class Watch:
 
     def rescuable(self, row: Trace, ids: list[int], loop: tuple[int, int] | None) -> tuple[int, int] | None:
         """The loop, when a rescue may act on it: late enough, and inside the reasoning."""
-        if loop is None or len(ids) < self.params.min_reasoning_tokens:
+        if loop is None:
             return None
-        if not split_reasoning(self.decode(ids), self.params.measure, row.opened).unclosed:
-            return None
-        return loop
+        closed = not split_reasoning(self.decode(ids), self.params.measure, row.opened).unclosed
+        return loop if may_rescue(True, len(ids), self.params.min_reasoning_tokens, closed, False) else None
 
 
 def run_watched(batch: Batch, params: RescueParams, engine, watch: Callable[[list[Trace]], None]) -> None:
     """Plan, generate the low-bit part (``watch(rows)`` when a rescue is armed), rescue."""
     if params.plan_tokens:
-        control.plan(batch, params, engine)
+        plan_batch(batch, params, engine)
     live = [row for row in batch.rows if not row.done]
     if params.rescue == "off":
         new, ended = engine.generate("lowbit", [r.prompt + r.ids for r in live], batch.budget - len(live[0].ids),
@@ -116,4 +114,4 @@ def run_watched(batch: Batch, params: RescueParams, engine, watch: Callable[[lis
             row.low_bit_ended(ids, done, None, stopped_at_loop=False)
     else:
         watch(live)
-        control.rescue(batch, params, engine)
+        rescue_batch(batch, params, engine)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def main() -> None:
     without = throughput(pool, args.n, None)
     print(f"without tokenizer: {without:8.0f} samples/s  ({args.n} samples; target >= 1000/s per core)")
 
-    from qr_adapters.tiny_model import build_tokenizer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    from helpers.tiny_model import build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         build_tokenizer().save_pretrained(tmp)

@@ -17,6 +17,7 @@ Prints, from one run, for a randomly initialised model of a given shape:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qr_adapters.rescue import RescueParams
+from qr_adapters.model_args import RescueParams
 from qr_metrics.loops import BatchLoopDetector
 
 SHAPES = {
@@ -105,7 +106,8 @@ def throughput(model, device: str, batch: int, tokens: int, requests: int, round
     from lm_eval.models.huggingface import HFLM
 
     from qr_adapters.hf import QRHFLM
-    from qr_adapters.tiny_model import build_tokenizer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    from helpers.tiny_model import build_tokenizer
 
     folder = Path(tempfile.mkdtemp())
     build_tokenizer().save_pretrained(folder)

@@ -34,8 +34,8 @@ from lm_eval_tasks.qr_toy import utils as toy
 from qr_adapters.completions import QRCompletions
 from qr_adapters.quant import cached_quantized_checkpoint, parse_quant
 from qr_adapters.served import vllm_server
-from qr_adapters.toy_training import TOY_MODEL_DIR
-from qr_leaderboard.demo import GROUP_SIZE, RESCUE
+from qr_adapters.toy_model import TOY_MODEL_DIR
+from qr_leaderboard.demo.story import GROUP_SIZE, RESCUE
 from qr_metrics.graders import grader_for_task
 
 MAX_LEN = 1024

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def build_model(path: Path) -> Path:
     """The tests' tiny reasoning model (its tokenizer, its bias channel keeping eos and the
     special tokens out), at a size whose decoding step is not trivially small: hidden 512,
     4 layers, 8 query heads of 64, 2 key/value heads."""
-    from qr_adapters import tiny_model
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    from helpers import tiny_model
 
     with mock.patch.multiple(tiny_model, HIDDEN=512, LAYERS=4, HEADS=8, KV_HEADS=2):
         return tiny_model.build_tiny_model(path)

@@ -18,7 +18,7 @@ _TESTS_DIR = Path(__file__).resolve().parent
 if str(_TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(_TESTS_DIR))
 
-from qr_adapters.tiny_model import build_tiny_model  # noqa: E402
+from helpers.tiny_model import build_tiny_model  # noqa: E402
 
 FIXTURES_DIR = _TESTS_DIR.parents[1] / "shared" / "fixtures" / "r1-distill-1.5b"
 

@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qr_adapters.tiny_model import ASSISTANT, BOS, THINK_START, USER, build_tokenizer
+from helpers.tiny_model import ASSISTANT, BOS, THINK_START, USER, build_tokenizer
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"

@@ -21,7 +21,7 @@ import pytest
 import rescue_scenarios as scenarios
 from looping_checkpoint import BUDGET, MAX_LEN, TIMINGS, generate, write_math_problems
 
-from qr_adapters.rescue import ModelArgumentError, ServerError
+from qr_adapters.errors import ModelArgumentError, ServerError
 from qr_metrics.sidecar import SideRecord
 
 pytestmark = pytest.mark.vllm

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qr_adapters.completions import QRCompletions
-from qr_adapters.rescue import ModelArgumentError
+from qr_adapters.errors import ModelArgumentError
 from qr_adapters.served import _free_port
 
 

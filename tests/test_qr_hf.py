@@ -17,7 +17,7 @@ from scripted_model import Rule, scripted
 from transformers import AutoTokenizer
 
 from qr_adapters.hf import QRHFLM
-from qr_adapters.rescue import ModelArgumentError
+from qr_adapters.errors import ModelArgumentError
 from qr_metrics.sidecar import SideRecord
 
 CLOSE = "\n</think>\n\n"
@@ -282,8 +282,9 @@ def evaluate(lm, tiny_model_dir, data, output):
 def test_rescue_wins_accuracy_back_in_lm_eval_and_the_reader_joins_the_side_file(
     tiny_model_dir, tok, lowbit, math_copy, tmp_path
 ):
-    from qr_leaderboard.analysis import measure_run, summarize
-    from qr_leaderboard.runs import read_run
+    from qr_leaderboard.figures import summarize
+    from qr_metrics.measured import measure_run
+    from qr_metrics.runs import read_run
 
     off = evaluate(qr_hf(tiny_model_dir, lowbit, tmp_path / "off"), tiny_model_dir, math_copy, tmp_path / "off")
     on_lm = qr_hf(tiny_model_dir, lowbit, tmp_path, rescue="commit", check_every=4, min_reasoning_tokens=0)

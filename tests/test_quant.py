@@ -18,8 +18,8 @@ from qr_adapters.quant import (
     quant_model_argument,
     quantization_kwargs,
 )
-from qr_adapters.rescue import ModelArgumentError
-from qr_adapters.tiny_model import SUPPRESS, training_corpus
+from qr_adapters.errors import ModelArgumentError
+from helpers.tiny_model import SUPPRESS, training_corpus
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 PROMPT = "Let me think step by step."

@@ -20,7 +20,7 @@ from qr_adapters.quant import (
     parse_quant,
     quantize_checkpoint,
 )
-from qr_adapters.rescue import ModelArgumentError
+from qr_adapters.errors import ModelArgumentError
 from qr_leaderboard.cli import main
 
 SPEC = "rtn-w3g32"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from qr_adapters.rescue import ModelArgumentError, RescueParams, commit_text
+from qr_adapters.control import commit_text
+from qr_adapters.errors import ModelArgumentError
+from qr_adapters.model_args import RescueParams
 from qr_metrics.graders import CHOICE, MATH
-from qr_metrics.rescue import Rescue, choose_rescue
+from qr_metrics.rescue_choice import RescueChoice, choose_rescue
 
 WITH = "First 6*7. So the answer is \\boxed{42}. Wait, check. Actually \\boxed{41}? Wait, check."
 WITHOUT = "Hmm, let me think. Wait, let me think."
@@ -16,11 +18,11 @@ WITHOUT = "Hmm, let me think. Wait, let me think."
     ("mode", "reasoning", "expected"),
     [
         ("off", WITH, None),
-        ("commit", WITH, Rescue("commit", "41")),  # the last answer written before the cut
-        ("commit", WITHOUT, Rescue("commit", None)),
-        ("fallback", WITH, Rescue("fallback")),
-        ("commit_then_fallback", WITH, Rescue("commit", "41")),
-        ("commit_then_fallback", WITHOUT, Rescue("fallback")),
+        ("commit", WITH, RescueChoice("commit", "41")),  # the last answer written before the cut
+        ("commit", WITHOUT, RescueChoice("commit", None)),
+        ("fallback", WITH, RescueChoice("fallback")),
+        ("commit_then_fallback", WITH, RescueChoice("commit", "41")),
+        ("commit_then_fallback", WITHOUT, RescueChoice("fallback")),
     ],
 )
 def test_choose_rescue(mode, reasoning, expected):
@@ -28,7 +30,7 @@ def test_choose_rescue(mode, reasoning, expected):
 
 
 def test_choice_tasks_commit_a_letter():
-    assert choose_rescue("commit", "It looks like (B). So the answer is C. Wait.", CHOICE) == Rescue("commit", "C")
+    assert choose_rescue("commit", "It looks like (B). So the answer is C. Wait.", CHOICE) == RescueChoice("commit", "C")
 
 
 def test_commit_text_closes_and_answers():

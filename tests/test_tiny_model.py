@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from qr_adapters.tiny_model import EOS, THINK_END, THINK_START, default_logit_bias
+from helpers.tiny_model import EOS, THINK_END, THINK_START, default_logit_bias
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 QUESTIONS = ["What is 1+1?", "Compute \\frac{1}{2} + \\frac{1}{3}."]

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 from lm_eval_tasks.qr_toy import utils
-from qr_adapters.toy_training import TOY_MODEL_DIR
+from qr_adapters.toy_model import TOY_MODEL_DIR
 
 
 def test_problems_are_deterministic_and_distinct():
@@ -102,7 +102,7 @@ def test_the_shipped_model_solves_held_out_problems():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qr_adapters.toy_training import accuracy
+    from qr_adapters.toy_model.training import accuracy
 
     model = AutoModelForCausalLM.from_pretrained(TOY_MODEL_DIR, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(TOY_MODEL_DIR)
@@ -113,7 +113,7 @@ def test_the_shipped_model_solves_held_out_problems():
 def test_training_is_reproducible_from_its_seed():
     from torch import equal
 
-    from qr_adapters.toy_training import TrainConfig, train
+    from qr_adapters.toy_model.training import TrainConfig, train
 
     config = TrainConfig(steps=3, warmup=1, batch_size=4, micro_batch=2, train_problems=50)
     quiet = lambda text: None  # noqa: E731

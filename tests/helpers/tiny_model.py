@@ -1,17 +1,12 @@
-"""A tiny reasoning-style causal LM built offline, for the tests and ``qr-eval demo``.
+"""A tiny reasoning-style causal LM built offline, for the tests (``helpers.tiny_model``).
 
 ``build_tiny_model(path)`` writes a directory that ``lm_eval --model hf
 --model_args pretrained=DIR --apply_chat_template`` loads like any Hub checkpoint:
 
-* a byte-level BPE tokenizer trained here, on a small built-in corpus of math
-  reasoning text (digits, LaTeX such as ``\\boxed{}`` and ``\\frac``), saved as a
-  ``transformers`` fast tokenizer;
-* ``<think>`` and ``</think>`` are added tokens that are *not* special (as in
-  DeepSeek-R1-Distill and Qwen3), so they stay single tokens and survive
-  ``decode(..., skip_special_tokens=True)``, which is what lm-eval's HF backend uses;
-* a DeepSeek-R1 style chat template: ``<|begin_of_text|>`` + ``<|User|>...`` and, with
-  ``add_generation_prompt``, ``<|Assistant|><think>\\n``, so a completion holds only
-  the closing ``</think>``;
+* the toy model's tokenizer and chat template (``qr_adapters.toy_model.chat_tokenizer``:
+  ``<think>`` and ``</think>`` single, non-special tokens; the generation prompt opens
+  ``<think>``), its byte-level BPE trained here on a small built-in corpus of math
+  reasoning text (digits, LaTeX such as ``\\boxed{}`` and ``\\frac``);
 * a ``LlamaForCausalLM`` (the DeepSeek-R1-Distill-Llama architecture) with random
   weights (fixed seed), hidden size 64, 2 layers, 2 heads of 32 (a head size vLLM's CPU
   build runs), saved as safetensors. Not Qwen2:
@@ -35,46 +30,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-BOS = "<|begin_of_text|>"
-EOS = "<|endoftext|>"
-PAD = "<|pad|>"
-USER = "<|User|>"
-ASSISTANT = "<|Assistant|>"
-THINK_START = "<think>"
-THINK_END = "</think>"
+from qr_adapters.toy_model import chat_tokenizer
+from qr_adapters.toy_model.chat_tokenizer import (
+    ASSISTANT,
+    BOS,
+    EOS,
+    MAX_POSITIONS,
+    PAD,
+    SPECIAL_TOKENS,
+    THINK_END,
+    THINK_START,
+    THINK_TOKENS,
+    USER,
+)
 
-SPECIAL_TOKENS = [BOS, EOS, PAD, USER, ASSISTANT]
-THINK_TOKENS = [THINK_START, THINK_END]
+__all__ = [  # the tokens are the toy model's (``chat_tokenizer``), imported by the tests from here
+    "ASSISTANT", "BOS", "EOS", "PAD", "SUPPRESS", "THINK_END", "THINK_START", "THINK_TOKENS", "USER",
+    "build_tiny_model", "build_tokenizer", "default_logit_bias", "training_corpus",
+]
 
 VOCAB_SIZE = 800
 HIDDEN = 64
 LAYERS = 2
 HEADS = 2  # head size 32: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ...
 KV_HEADS = 1
-MAX_POSITIONS = 4096
 SUPPRESS = -100.0
-
-# DeepSeek-R1 style: previous assistant turns keep only the text after </think>;
-# the generation prompt opens the assistant turn and the reasoning block.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{{ message['content'] }}"
-    "{%- elif message['role'] == 'user' -%}"
-    "{{ '<|User|>' + message['content'] }}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "{%- set content = message['content'] -%}"
-    "{%- if '</think>' in content -%}"
-    "{%- set content = content.split('</think>')[-1] | trim -%}"
-    "{%- endif -%}"
-    "{{ '<|Assistant|>' + content + eos_token }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{ '<|Assistant|><think>\\n' }}"
-    "{%- endif -%}"
-)
 
 _FIXED_SENTENCES = [
     "Let me think step by step.",
@@ -122,41 +102,9 @@ def training_corpus() -> list[str]:
 
 
 def build_tokenizer(vocab_size: int = VOCAB_SIZE, corpus: list[str] | None = None, pre_tokenizer=None):
-    """Train a byte-level BPE on ``corpus`` (default :func:`training_corpus`); return a
-    transformers fast tokenizer. ``pre_tokenizer`` replaces the plain ``ByteLevel`` one (it
-    must end in a ``ByteLevel``, which the decoder undoes)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-    from tokenizers.trainers import BpeTrainer
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(training_corpus() if corpus is None else corpus, trainer=trainer)
-    # Not special: they must survive skip_special_tokens=True decoding (R1 / Qwen3 do the same).
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
-    # Prepend BOS like DeepSeek-R1-Distill; lm-eval skips it when the chat template already has it.
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A",
-        pair=f"{BOS} $A {BOS} $B",
-        special_tokens=[(BOS, tok.token_to_id(BOS))],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        model_max_length=MAX_POSITIONS,
-        padding_side="left",
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    """The package's :func:`~qr_adapters.toy_model.chat_tokenizer.build_tokenizer`, trained by
+    default on :func:`training_corpus` with ``VOCAB_SIZE`` tokens."""
+    return chat_tokenizer.build_tokenizer(vocab_size, training_corpus() if corpus is None else corpus, pre_tokenizer)
 
 
 def default_logit_bias() -> dict[str, float]:

@@ -1,16 +1,16 @@
 """Train the embedded tiny reasoning model on ``qr_toy`` (three-digit additions), on CPU.
 
-``python -m qr_adapters.toy_training --out DIR`` writes a checkpoint that ``--model hf`` /
-``--model qr-hf`` load like any Hub model: a ``LlamaForCausalLM`` (see
-``qr_adapters.tiny_model`` for why not Qwen2), a byte-level BPE tokenizer trained here on the
-task's own text with every digit a token of its own, and the DeepSeek-R1 style chat template
-of the tests' tiny model (the generation prompt opens ``<think>``; ``<think>`` and
-``</think>`` are single, non-special tokens). Everything comes from seeds: the problems
-(``lm_eval_tasks/qr_toy/utils.py``, train split only), the weights' initialisation and the
-batch order. It prints progress, then the greedy accuracy on held-out test problems.
+``python -m qr_adapters.toy_model.training --out DIR`` writes a checkpoint that ``--model hf``
+/ ``--model qr-hf`` load like any Hub model: a ``LlamaForCausalLM`` (not Qwen2: transformers 5
+forces its ``Qwen2Tokenizer`` on ``model_type: qwen2``, so the tokenizer saved here would not be
+the one that loads), a byte-level BPE tokenizer trained here on the task's own text with every
+digit a token of its own, and the DeepSeek-R1 style chat template of ``chat_tokenizer`` (the
+generation prompt opens ``<think>``; ``<think>`` and ``</think>`` are single, non-special tokens).
+Everything comes from seeds: the problems (``lm_eval_tasks/qr_toy/utils.py``, train split
+only), the weights' initialisation and the batch order. It prints progress, then the greedy accuracy on held-out test problems.
 
-The checkpoint shipped in ``qr_adapters/toy_model/`` (what ``qr-eval demo`` evaluates) is
-this script's output with the defaults.
+The checkpoint shipped beside this module, in ``qr_adapters/toy_model/`` (what ``qr-eval demo``
+evaluates), is this script's output with the defaults.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-TOY_MODEL_DIR = Path(__file__).resolve().parent / "toy_model"
-"""The shipped checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def build_toy_tokenizer():
     needs to see digits one by one."""
     from tokenizers import Regex, pre_tokenizers
 
-    from .tiny_model import build_tokenizer
+    from .chat_tokenizer import build_tokenizer
 
     split = pre_tokenizers.Split(Regex(r" ?\d| ?[A-Za-z]+| ?[^\sA-Za-z\d]+|\s+"), behavior="isolated")
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -216,7 +213,7 @@ def accuracy(model, tokenizer, problems: list[dict], **kwargs) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m qr_adapters.toy_training",
+        prog="python -m qr_adapters.toy_model.training",
         description="Train the tiny qr_toy reasoning model on CPU and save it as a transformers checkpoint.",
     )
     parser.add_argument("--out", required=True, help="directory to write the checkpoint to")

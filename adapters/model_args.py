@@ -1,35 +1,28 @@
-"""Loop rescue and FP16 planning: parameters and decisions, written once for every backend.
+"""The model arguments for loop rescue and FP16 planning, validated once for every backend.
 
-``qr-hf`` and ``qr-vllm`` differ in how they generate; what to do with a trace is the same:
-:class:`RescueParams` holds the validated model arguments and :func:`commit_text` is the
-text that closes a committed trace; the decision itself (commit an answer already written,
-or hand over to the reference) is ``qr_metrics.rescue.choose_rescue``, which ``qr-eval
-replay`` applies to logged traces too.
+``qr-hf``, ``qr-vllm`` and ``qr-completions`` take the same ones; :class:`RescueParams` reads
+them from lm-eval's model arguments (``rescue=commit,check_every=4,...``). What the adapters do
+with them is ``qr_adapters.control``; the choice between commit and fallback is
+``qr_metrics.rescue_choice.choose_rescue``, which ``qr-eval replay`` applies to logged traces too.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
-from qr_metrics.params import MeasureParams
-from qr_metrics.rescue import MODES
+from qr_metrics.params import MeasureParams, ParameterError, check, is_int
+from qr_metrics.rescue_choice import RESCUE_MODES
+
+from .errors import ModelArgumentError
+
+_argument = partial(check, None, error=ModelArgumentError)
+"""``_argument(ok, name, value, allowed)``: a bad model argument unless ``ok``."""
 
 LOOP_FIELDS = ("loop_min_period", "loop_max_period", "loop_min_copies")
 """Loop-detector parameters a user may set as model arguments (see ``MeasureParams``)."""
-
-
-class ModelArgumentError(ValueError):
-    """A bad model argument, reported as one line before any model loads (exit code 2)."""
-
-
-class ServerError(RuntimeError):
-    """A served model that did not answer after lm-eval's retries (one line, exit 1)."""
-
-
-class MissingExtra(ModuleNotFoundError):
-    """An optional library a model argument needs is not installed; names the extra (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -64,22 +57,22 @@ class RescueParams:
     measure: MeasureParams = MeasureParams()
 
     def __post_init__(self) -> None:
-        _check(self.rescue in MODES, "rescue", self.rescue, f"one of {', '.join(MODES)}")
+        _argument(self.rescue in RESCUE_MODES, "rescue", self.rescue, f"one of {', '.join(RESCUE_MODES)}")
         for name in ("plan_tokens", "min_reasoning_tokens"):
             value = getattr(self, name)
-            _check(_is_int(value) and value >= 0, name, value, "an integer >= 0")
+            _argument(is_int(value) and value >= 0, name, value, "an integer >= 0")
         for name in ("check_every", "answer_tokens"):
             value = getattr(self, name)
-            _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")
-        _check(
+            _argument(is_int(value) and value >= 1, name, value, "an integer >= 1")
+        _argument(
             self.reference is not None or not self.uses_reference,
             "plan_tokens" if self.plan_tokens > 0 else "rescue",
             self.plan_tokens if self.plan_tokens > 0 else self.rescue,
             "used with reference=<full-precision model>",
         )
-        _check(self.measure.think_close in self.close_text, "close_text", self.close_text,
+        _argument(self.measure.think_close in self.close_text, "close_text", self.close_text,
                f"a text holding the closing tag {self.measure.think_close!r}")
-        _check("{answer}" in self.commit_template, "commit_template", self.commit_template,
+        _argument("{answer}" in self.commit_template, "commit_template", self.commit_template,
                "a text holding {answer}")
 
     @property
@@ -112,22 +105,6 @@ class RescueParams:
         loop = {k: args[k] for k in LOOP_FIELDS if k in args}
         try:
             measure = MeasureParams(**loop)
-        except ValueError as error:
-            raise ModelArgumentError(str(error).replace("MeasureParams.", "")) from None
+        except ParameterError as error:
+            raise ModelArgumentError(error.field, error.value, error.allowed) from None
         return cls(measure=measure, **{k: v for k, v in args.items() if k in own})
-
-
-def commit_text(params: RescueParams, answer: str | None) -> str:
-    """The text appended to a cut trace: the close, then the answer when one is committed."""
-    if answer is None:
-        return params.close_text
-    return params.close_text + params.commit_template.format(answer=answer)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check(ok: bool, name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ModelArgumentError(f"{name}={value!r} is invalid: must be {allowed}")
