@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from qr_metrics.counts import same_tokenizer, tokenizer_problem
-from qr_metrics.pathologies import PATHOLOGIES
-from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, PairedComparison, stratified_comparison
+from qr_metrics.pathologies import PATHOLOGIES, flag_rate
+from qr_metrics.stats import PairedComparison, stratified_comparison
 
-from .analysis import MeasuredSample, measure_run, reasoning_figures, shared_limit
-from .runs import InputError, Run
-from .units import TOKENS, UNITS, Unit
+from qr_metrics.documents import item_indices
+from qr_metrics.measured import MeasuredSample
+
+from .figures import reasoning_figures, shared_limit
+from .render.formats import percent
+from .results import Comparison, PairedFigures, RateSides, Sides
+from .schema import OVERALL
+from .options import DEFAULT_OPTIONS, Measurer, Options
+from qr_metrics.runs import InputError, Run
 
 log = logging.getLogger(__name__)
 
@@ -81,150 +85,31 @@ def _sampling(run: Run, task: str) -> dict[str, Any]:
     return {k: settings[k] for k in SAMPLING_KEYS if k in settings}
 
 
-def measure_cached(
-    run: Run, tokenizer: str | None = None, progress: bool = True, cache: dict | None = None
-) -> list[MeasuredSample]:
-    """``measure_run``, measured once per (run object, tokenizer) when given a ``cache``
-    (a dict the caller keeps for one command: leaderboard and select compare one baseline
-    with many runs)."""
-    if cache is None:
-        return measure_run(run, tokenizer=tokenizer, progress=progress)
-    key = (id(run), tokenizer)
-    if key not in cache or cache[key][0] is not run:
-        cache[key] = (run, measure_run(run, tokenizer=tokenizer, progress=progress))
-    return cache[key][1]
-
-
-def resolve_unit(
-    runs: Sequence[Run],
-    unit: str | None = None,
-    tokenizer: str | None = None,
-    pairs: Sequence[tuple[Run, Run]] = (),
-    progress: bool = True,
-    cache: dict | None = None,
-) -> Unit:
-    """The unit ``runs`` are measured in, the one rule of every verb (``units.UNITS``).
-
-    ``unit`` (a ``--unit`` name): that unit, or an ``InputError`` that names the fix when
-    some sample lacks it. None: the best unit every sample has, said in one notice line (a
-    warning) when it is not tokens. ``pairs``: runs compared with each other, whose token
-    counts must come from one tokenizer (two names with the same vocabulary count alike);
-    ``tokenizer`` recounts every run with one.
-    """
-    if unit is not None and unit not in UNITS:
-        raise InputError("--unit", f"must be one of {list(UNITS)}, got {unit!r}")
-    problem = tokenizer and tokenizer_problem(tokenizer)
-    if problem:
-        where, what, remedy = _does_not_load(tokenizer, problem, "--tokenizer")
-        raise InputError(where, f"{what}; {remedy}")
-    measured = [(run, measure_cached(run, tokenizer, progress, cache)) for run in runs]
-    no_tokens = _token_problem(measured, pairs, tokenizer is not None)
-    lacking = {u: _lacking(u, measured) for u in UNITS.values()}
-    usable = [u for u, lack in lacking.items() if lack is None and not (u is TOKENS and no_tokens)]
-    if unit is not None:
-        asked = UNITS[unit]
-        if asked in usable:
-            return asked
-        where, problem, remedy = no_tokens if asked is TOKENS and no_tokens else lacking[asked]
-        other = next((u for u in usable if u is not asked), None)
-        remedies = [r for r in (remedy, other and f"use --unit {other.name}") if r]
-        raise InputError(where, problem + (f"; {' or '.join(remedies)}" if remedies else ""))
-    if not usable:
-        where, problem, _ = lacking[UNITS["completion_words"]]
-        raise InputError(where, f"no length unit every sample has ({problem})")
-    best = usable[0]
-    if best is not TOKENS:  # tokens have a problem, which the notice gives
-        where, problem, remedy = no_tokens
-        log.warning("lengths in %s, the best unit every sample has: %s: %s%s",
-                    best.label, where, problem, f" ({remedy})" if remedy else "")
-    return best
-
-
-_Problem = tuple[Path | str, str, str | None]
-"""Why a unit cannot be used: where, what is missing, and the remedy (None: none but another unit)."""
-
-
-def _lacking(unit: Unit, measured: list[tuple[Run, list[MeasuredSample]]]) -> _Problem | None:
-    """Why some sample has no length in ``unit``, or None when every sample has one."""
-    for run, samples in measured:
-        missing = [m for m in samples if unit.field not in m.counts]
-        if missing:
-            count_only = [m for m in missing if m.sample.completion is None]
-            what = f"{len(missing)} sample(s) have no {unit.field!r} count ({unit.label})"
-            if count_only:
-                held = sorted({field for m in count_only for field in m.counts})
-                what += f": count-only data (no completion text), counts {', '.join(held)}"
-            return run.source, what, None
-    return None
-
-
-def _token_problem(measured: list[tuple[Run, list[MeasuredSample]]], pairs, recounted: bool) -> _Problem | None:
-    """Why lengths cannot be reasoning tokens, or None when they can; ``recounted``: one
-    tokenizer (``--tokenizer``) counted every run."""
-    for run, samples in measured:
-        missing = [m for m in samples if TOKENS.field not in m.counts]
-        if not missing:
-            continue
-        problem = not recounted and run.tokenizer and tokenizer_problem(run.tokenizer)
-        if problem:
-            return _does_not_load(run.tokenizer, problem, run.source)
-        if any(m.sample.completion is None for m in missing):
-            return _lacking(TOKENS, [(run, samples)])
-        what = f"{len(missing)} sample(s) have no {TOKENS.field!r} count: no tokenizer could be resolved"
-        return run.source, what, "pass --tokenizer NAME_OR_PATH to count tokens"
-    for baseline, candidate in [] if recounted else pairs:
-        if not same_tokenizer(baseline.tokenizer, candidate.tokenizer):
-            what = f"token counts come from different tokenizers ({baseline.tokenizer!r} vs {candidate.tokenizer!r})"
-            return candidate.source, what, "pass --tokenizer to recount both runs with one"
-    return None
-
-
-def _does_not_load(name: str, problem: str, where: Path | str) -> _Problem:
-    what = f"tokenizer {name!r} does not load ({problem}): no token counts"
-    return where, what, "pass --tokenizer NAME_OR_PATH to count with one that loads"
-
-
-def statistics_header(unit: Unit, config: BootstrapConfig) -> dict[str, Any]:
-    """The unit and bootstrap settings every statistics JSON output starts with."""
-    return {
-        "unit": unit.name,
-        "unit_field": unit.field,
-        "confidence": config.confidence,
-        "method": config.method,
-        "n_resamples": config.n_resamples,
-        "seed": config.seed,
-    }
-
-
 def compare_runs(
     baseline: Run,
     candidate: Run,
-    unit: str | None = None,
-    config: BootstrapConfig = DEFAULT_BOOTSTRAP,
-    tokenizer: str | None = None,
-    strict: bool = False,
-    progress: bool = True,
-    cache: dict | None = None,
-    allow_missing: bool | None = None,
-) -> dict[str, Any]:
-    """The documented ``qr-eval compare --json`` object.
+    options: Options = DEFAULT_OPTIONS,
+    measurer: Measurer | None = None,
+    limits: Mapping[str, float | None] | None = None,
+) -> Comparison:
+    """``candidate`` against ``baseline`` (``Comparison.as_json``: the documented
+    ``qr-eval compare --json`` object).
 
-    ``unit``: see :func:`resolve_unit` (None: the best unit both runs have).
-    ``cache``: see ``measure_cached`` (measurements shared between calls).
-    ``allow_missing``: samples in one run only are excluded (True) or an error (False, so
-    that a gate never passes a run evaluated on part of the set); None: an error under
-    ``strict`` only.
+    ``measurer``: shares measurements between calls (leaderboard and select compare one
+    baseline with many runs); None: a new one for ``options``. ``limits``: the budget-curve
+    limit per task and ``overall`` when the caller fixes one axis for many runs (the
+    leaderboard); None: the limit these two runs share (``figures.shared_limit``).
     """
+    measurer = measurer or Measurer(options)
     issues = compatibility_issues(baseline, candidate)
-    if issues and strict:
+    if issues and options.strict:
         raise InputError(candidate.source, "not comparable with the baseline (--strict): " + "; ".join(issues))
-    unit = resolve_unit([baseline, candidate], unit, tokenizer, [(baseline, candidate)], progress, cache)
-    base_measured = measure_cached(baseline, tokenizer, progress, cache)
-    cand_measured = measure_cached(candidate, tokenizer, progress, cache)
+    unit = measurer.unit([baseline, candidate], [(baseline, candidate)])
+    base_measured, cand_measured = measurer(baseline), measurer(candidate)
     pairing = pair_samples(base_measured, cand_measured)
     if pairing.n_pairs == 0:
         raise InputError(candidate.source, "no sample pairs with the baseline by (task, doc_id, repeat)")
-    refuse_unpaired = strict if allow_missing is None else not allow_missing
+    refuse_unpaired = options.strict if options.allow_missing is None else not options.allow_missing
     if pairing.first_unpaired and refuse_unpaired:
         raise InputError(candidate.source, _unpaired_error(pairing))
     warnings = list(issues)
@@ -238,26 +123,24 @@ def compare_runs(
 
     field = unit.field
     try:  # one draw per task; the overall and the macro ratio sum the tasks' draws
-        result = stratified_comparison([_statistics_input(pairs, field) for pairs in pairing.pairs.values()], config)
+        result = stratified_comparison([_statistics_input(pairs, field) for pairs in pairing.pairs.values()],
+                                       options.bootstrap)
     except ValueError as error:  # an undefined statistic, e.g. a zero-length baseline
         raise InputError(baseline.source, f"{field}: {error}") from None
-    tasks = {task: _block(pairs, field, r) for (task, pairs), r in zip(pairing.pairs.items(), result.tasks)}
-    if len(tasks) == 1:  # overall is that task
-        overall = dict(next(iter(tasks.values())))
-    else:
-        overall = _block([pair for pairs in pairing.pairs.values() for pair in pairs], field, result.overall)
-    overall["macro_ratio"] = {**result.macro.ratio.as_dict(), "notes": list(result.macro.notes)}
-    return {
-        **statistics_header(unit, config),
-        "baseline": {"name": baseline.name, "source": str(baseline.source)},
-        "candidate": {"name": candidate.name, "source": str(candidate.source)},
-        "n_pairs": pairing.n_pairs,
-        "only_baseline": pairing.only_baseline,
-        "only_candidate": pairing.only_candidate,
-        "warnings": warnings,
-        "tasks": tasks,
-        "overall": overall,
+    budget_points = measurer.params(candidate).budget_points
+    tasks = {
+        task: _block(pairs, field, r, None if limits is None else limits.get(task), budget_points)
+        for (task, pairs), r in zip(pairing.pairs.items(), result.tasks)
     }
+    if len(tasks) == 1:  # overall is that task
+        overall = next(iter(tasks.values()))
+    else:
+        every = [pair for pairs in pairing.pairs.values() for pair in pairs]
+        overall = _block(every, field, result.overall, None if limits is None else limits.get(OVERALL), budget_points)
+    return Comparison(
+        unit, options.bootstrap, baseline.name, baseline.source, candidate.name, candidate.source, pairing.n_pairs,
+        pairing.only_baseline, pairing.only_candidate, tuple(warnings), tasks, overall, result.macro,
+    )
 
 
 def _unpaired_error(pairing: Pairing) -> str:
@@ -272,16 +155,14 @@ def _unpaired_error(pairing: Pairing) -> str:
 
 def pair_lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Item ids (unique across tasks), baseline and candidate lengths, over pairs."""
-    items = {key: i for i, key in enumerate(dict.fromkeys(b.sample.key[:2] for b, _ in pairs))}
-    item = np.array([items[b.sample.key[:2]] for b, _ in pairs])
+    item = item_indices(b.sample.item for b, _ in pairs)
     base = np.array([b.counts[field] for b, _ in pairs], dtype=float)
     cand = np.array([c.counts[field] for _, c in pairs], dtype=float)
     return item, base, cand
 
 
-def _rate(values: list[bool | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return float(np.mean(known)) if known and len(known) == len(values) else None
+def _rates(pairs, name: str) -> RateSides:
+    return RateSides(flag_rate(b.flags.get(name) for b, _ in pairs), flag_rate(c.flags.get(name) for _, c in pairs))
 
 
 def _statistics_input(pairs, field: str) -> tuple:
@@ -295,59 +176,44 @@ def _statistics_input(pairs, field: str) -> tuple:
     return item, base_len, cand_len, np.array(base_correct, dtype=bool), np.array(cand_correct, dtype=bool)
 
 
-def _block(pairs, field: str, result: PairedComparison) -> dict[str, Any]:
+def _block(pairs, field: str, result: PairedComparison, limit: float | None, budget_points: int) -> PairedFigures:
     """Ratios, accuracy, pathology rates and budget exhaustion over a set of pairs, the
-    statistics from ``result``."""
+    statistics from ``result``; the budget curves up to ``limit`` (None: the pairs' shared one)."""
     _, base_len, cand_len = pair_lengths(pairs, field)
     inflation = result.inflation
-    rates = {
-        name: {"baseline": _rate([b.flags.get(name) for b, _ in pairs]), "candidate": _rate([c.flags.get(name) for _, c in pairs])}
-        for name in PATHOLOGIES
-    }
-    budget = rates["budget_exhausted"]
+    rates = {name: _rates(pairs, name) for name in PATHOLOGIES}
+    budget = rates["budget_exhausted"].candidate.rate
     notes = list(inflation.notes)
-    lower_bound = bool(budget["candidate"])
+    lower_bound = bool(budget)
     if lower_bound:
         notes.append(
-            f"{100 * budget['candidate']:.1f}% of candidate traces hit the generation budget: "
+            f"{percent(budget)}% of candidate traces hit the generation budget: "
             "their true length is longer, so the ratios are lower bounds"
         )
-    elif budget["candidate"] is None:
+    elif budget is None:
         notes.append("budget exhaustion unknown (no finish reason or token counts): ratios may be lower bounds")
-    accuracy = None
     if result.accuracy is not None:
-        acc = result.accuracy
-        accuracy = {
-            "baseline": acc.baseline.estimate,
-            "candidate": acc.candidate.estimate,
-            "delta": acc.delta.as_dict(),
-            "mcnemar_p": acc.mcnemar_p,
-            "n_discordant": acc.n_discordant,
-        }
-        notes.extend(acc.notes)
+        notes.extend(result.accuracy.notes)
     base, cand = [b for b, _ in pairs], [c for _, c in pairs]
-    limit = shared_limit(base + cand, field)  # one budget axis for both runs
-    figures = {"baseline": reasoning_figures(base, field, limit), "candidate": reasoning_figures(cand, field, limit)}
-    return {
-        "n_pairs": inflation.n_pairs,
-        "n_items": inflation.n_items,
-        "mean_length": {"baseline": float(base_len.mean()), "candidate": float(cand_len.mean())},
-        "ratio_of_means": inflation.ratio_of_means.as_dict(),
-        "both_correct_ratio": None if inflation.both_correct_ratio is None else inflation.both_correct_ratio.as_dict(),
-        "paired_geomean_ratio": None
-        if inflation.paired_geomean_ratio is None
-        else inflation.paired_geomean_ratio.as_dict(),
-        "ratio_is_lower_bound": lower_bound,
-        "budget_exhausted": budget,
-        "accuracy": accuracy,
-        "pathology_rates": rates,
-        **{name: {side: figures[side][name] for side in figures} for name in figures["baseline"]},
-        "reflection_marker_ratio": _marker_ratio(figures),
-        "notes": notes,
-    }
+    limit = limit or shared_limit(base + cand, field)  # one budget axis for both runs
+    figures = Sides(*(reasoning_figures(samples, field, limit, budget_points) for samples in (base, cand)))
+    return PairedFigures(
+        n_pairs=inflation.n_pairs,
+        n_items=inflation.n_items,
+        mean_length=Sides(float(base_len.mean()), float(cand_len.mean())),
+        ratio_of_means=inflation.ratio_of_means,
+        both_correct_ratio=inflation.both_correct_ratio,
+        paired_geomean_ratio=inflation.paired_geomean_ratio,
+        ratio_is_lower_bound=lower_bound,
+        pathology_rates=rates,
+        accuracy=result.accuracy,
+        reasoning=figures,
+        reflection_marker_ratio=_marker_ratio(figures),
+        notes=tuple(notes),
+    )
 
 
-def _marker_ratio(figures: dict[str, dict]) -> float | None:
+def _marker_ratio(figures: Sides) -> float | None:
     """Candidate / baseline reflection markers per 1,000 reasoning words (None when either is unknown or zero)."""
-    rates = [(figures[side]["reflection_markers"] or {}).get("per_1k_words") for side in ("baseline", "candidate")]
+    rates = [(side["reflection_markers"] or {}).get("per_1k_words") for side in (figures.baseline, figures.candidate)]
     return rates[1] / rates[0] if rates[0] and rates[1] is not None else None

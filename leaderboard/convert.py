@@ -26,11 +26,13 @@ import jsonlines
 from tqdm import tqdm
 
 from qr_metrics.counts import is_count
-from qr_metrics.documents import doc_id_key
+from qr_metrics.documents import sample_key
 from qr_metrics.files import output_file
 from qr_metrics.params import DEFAULT_PARAMS
 
-from .runs import InputError, _lm_eval_samples, _records, read_json
+from qr_metrics.runs import InputError, read_json
+from qr_metrics.runs.lm_eval_output import lm_eval_samples
+from qr_metrics.runs.records import numbered_records
 
 _LM_EVAL_NAME = "samples_"
 ID_COLUMNS = ("doc_id", "idx", "id")
@@ -94,7 +96,7 @@ def _no_task(path: Path) -> InputError:
 def _items(path: Path):
     """(line or None, index, object): JSON Lines records, or the objects of a JSON list."""
     if path.suffix.lower() == ".jsonl":
-        for index, (line, record) in enumerate(_records(path)):
+        for index, (line, record) in enumerate(numbered_records(path)):
             yield line, index, record
         return
     value = read_json(path)
@@ -192,7 +194,7 @@ def _from_lm_eval(path: Path, task: str | None) -> list[dict[str, Any]]:
     return [
         _record(s.task, s.doc_id, s.repeat, prompt=s.prompt, completion=s.completion, gold=s.gold,
                 max_gen_toks=s.max_gen_toks)
-        for s in _lm_eval_samples(path, task or name, None)
+        for s in lm_eval_samples(path, task or name, None)
     ]
 
 
@@ -259,7 +261,7 @@ def _check_unique(records: list[dict[str, Any]], path: Path) -> None:
     first: dict[tuple[str, str, int], int] = {}
     for number, record in enumerate(records, 1):
         try:
-            key = (record["task"], doc_id_key(record["doc_id"]), record["repeat"])
+            key = sample_key(record["task"], record["doc_id"], record["repeat"])
         except ValueError as error:
             raise InputError(path, f"record {number}: {error}", field="doc_id") from None
         if key in first:

@@ -2,7 +2,7 @@
 
 Each trace the loop detector flags is cut where its repetitive tail starts (``loop_onset``,
 the position the live adapters cut at) and the rescue decision the adapters take
-(``qr_metrics.rescue.choose_rescue``) picks the answer to commit: the last intermediate
+(``qr_metrics.rescue_choice.choose_rescue``) picks the answer to commit: the last intermediate
 answer written before the cut, graded against the gold with the task's grader. Offline
 there is no model to write an answer, so a flagged trace with no intermediate answer is
 left as it was (its length and correctness unchanged; an unclosed one stays wrong): the
@@ -19,15 +19,17 @@ import numpy as np
 
 from qr_metrics.counts import count_steps, count_words
 from qr_metrics.graders import grader_for_task
-from qr_metrics.params import DEFAULT_PARAMS
-from qr_metrics.rescue import choose_rescue
+from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
+from qr_metrics.rescue_choice import choose_rescue
 from qr_metrics.segments import split_reasoning
-from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig, inflation_ratios
+from qr_metrics.measured import MeasuredSample
+from qr_metrics.runs import InputError, Run
+from qr_metrics.stats import BootstrapConfig, inflation_ratios
+from qr_metrics.units import TOKENS
 
-from .analysis import MeasuredSample
-from .compare import compatibility_issues, measure_cached, pair_lengths, pair_samples, resolve_unit, statistics_header
-from .runs import InputError, Run
-from .units import TOKENS
+from .compare import compatibility_issues, pair_lengths, pair_samples
+from .results import statistics_header
+from .options import DEFAULT_OPTIONS, Measurer, Options
 
 POLICIES = ("commit",)
 """Rescue policies replay can apply offline (a fallback needs the reference model)."""
@@ -47,16 +49,19 @@ class Replayed:
         return bool(self.measured.flags.get("loop"))
 
 
-def replay_sample(measured: MeasuredSample, field: str, policy: str = "commit") -> Replayed:
+def replay_sample(
+    measured: MeasuredSample, field: str, policy: str = "commit", params: MeasureParams = DEFAULT_PARAMS
+) -> Replayed:
     """Cut a flagged trace at its loop onset and commit the last answer written before it;
     ``field`` is the length count replayed (a unit's field: the reasoning's tokens, words or
-    steps before the cut, or the completion's words before it)."""
+    steps before the cut, or the completion's words before it); ``params``: the tags the
+    trace was measured with."""
     unchanged = Replayed(measured, measured.counts[field], measured.correct)
     if not unchanged.flagged:
         return unchanged
     completion = measured.sample.completion
     # A flagged trace has reasoning, and where it starts does not depend on the prompt.
-    start = split_reasoning(completion, DEFAULT_PARAMS).reasoning_start
+    start = split_reasoning(completion, params).reasoning_start
     kept = completion[start : measured.loop_onset_char]
     grader = grader_for_task(measured.sample.task)
     answer = choose_rescue(policy, kept, grader).answer
@@ -74,29 +79,28 @@ def replay_sample(measured: MeasuredSample, field: str, policy: str = "commit") 
 
 def replay_run(
     run: Run,
-    policy: str = "commit",
     baseline: Run | None = None,
-    unit: str | None = None,
-    tokenizer: str | None = None,
-    config: BootstrapConfig = DEFAULT_BOOTSTRAP,
-    progress: bool = True,
+    options: Options = DEFAULT_OPTIONS,
+    measurer: Measurer | None = None,
+    policy: str = "commit",
 ) -> dict[str, Any]:
     """The documented ``qr-eval replay --json`` object.
 
-    ``unit``: see ``compare.resolve_unit`` (None: the best unit the run and the baseline
-    have). With ``baseline``, each task's inflation ratio before and after the rescue.
+    The unit: ``Measurer.unit`` over the run and the baseline. With ``baseline``, each task's
+    inflation ratio before and after the rescue.
     """
     if policy not in POLICIES:
         raise InputError("--policy", f"must be one of {list(POLICIES)}, got {policy!r}")
-    cache: dict = {}
+    measurer = measurer or Measurer(options)
+    config = options.bootstrap
     runs, pairs = ([run], []) if baseline is None else ([baseline, run], [(baseline, run)])
-    unit = resolve_unit(runs, unit, tokenizer, pairs, progress, cache)
-    measured = measure_cached(run, tokenizer, progress, cache)
-    base_measured = None if baseline is None else measure_cached(baseline, tokenizer, progress, cache)
+    unit = measurer.unit(runs, pairs)
+    measured = measurer(run)
+    base_measured = None if baseline is None else measurer(baseline)
     field = unit.field
     if unit is TOKENS:
         _require_token_onsets(run, measured)
-    replayed = [replay_sample(m, field, policy) for m in measured]
+    replayed = [replay_sample(m, field, policy, measurer.params(run)) for m in measured]
     by_task: dict[str, list[Replayed]] = {}
     for r in replayed:
         by_task.setdefault(r.measured.sample.task, []).append(r)

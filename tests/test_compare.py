@@ -11,7 +11,8 @@ import pytest
 from fixture_data import per_sample_to_traces
 from qr_leaderboard.cli import main
 from qr_leaderboard.compare import compare_runs
-from qr_leaderboard.runs import InputError, read_run
+from qr_leaderboard.options import Options
+from qr_metrics.runs import InputError, read_run
 from qr_metrics.stats import BootstrapConfig
 
 FAST = BootstrapConfig(n_resamples=2000)
@@ -33,8 +34,8 @@ def test_hand_computed_ratios_and_accuracy(tmp_path):
     base = [counted("t", i, w, c) for i, (w, c) in enumerate([(100, True), (200, True), (100, False), (50, True)])]
     cand = [counted("t", i, w, c) for i, (w, c) in enumerate([(300, True), (200, False), (400, False), (100, True)])]
     result = compare_runs(
-        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), unit="words", config=FAST
-    )
+        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), Options(unit="words", bootstrap=FAST)
+    ).as_json()
     block = result["tasks"]["t"]
     assert block["ratio_of_means"]["estimate"] == pytest.approx(1000 / 450)
     # both correct: items 0 and 3
@@ -53,8 +54,8 @@ def test_unpaired_samples_are_reported_and_excluded(tmp_path, caplog):
     base = [counted("t", i, 100) for i in range(5)]
     cand = [counted("t", i, 200) for i in range(1, 7)]
     result = compare_runs(
-        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), unit="words", config=FAST
-    )
+        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), Options(unit="words", bootstrap=FAST)
+    ).as_json()
     assert (result["n_pairs"], result["only_baseline"], result["only_candidate"]) == (4, 1, 2)
     assert any("1 baseline and 2 candidate sample(s) have no partner" in w for w in result["warnings"])
     assert result["overall"]["ratio_of_means"]["estimate"] == pytest.approx(2.0)
@@ -64,8 +65,8 @@ def test_repeats_pair_by_repeat(tmp_path):
     base = [counted("t", 0, 100, repeat=0), counted("t", 0, 300, repeat=1), counted("t", 1, 100)]
     cand = [counted("t", 0, 100, repeat=0), counted("t", 0, 600, repeat=1), counted("t", 1, 200)]
     result = compare_runs(
-        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), unit="words", config=FAST
-    )
+        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), Options(unit="words", bootstrap=FAST)
+    ).as_json()
     assert result["tasks"]["t"]["n_pairs"] == 3 and result["tasks"]["t"]["n_items"] == 2
     assert result["tasks"]["t"]["ratio_of_means"]["estimate"] == pytest.approx(900 / 500)
 
@@ -85,10 +86,10 @@ def test_incomparable_runs_are_flagged_and_refused_with_strict(tmp_path, cand_ex
     if "max_gen_toks" in cand_extra:
         cand = [{**r, "max_gen_toks": 1024} for r in cand]
     b, c = read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand))
-    result = compare_runs(b, c, unit="words", config=FAST)
+    result = compare_runs(b, c, Options(unit="words", bootstrap=FAST)).as_json()
     assert any(flag in w for w in result["warnings"])
     with pytest.raises(InputError, match=flag):
-        compare_runs(b, c, unit="words", config=FAST, strict=True)
+        compare_runs(b, c, Options(unit="words", bootstrap=FAST, strict=True)).as_json()
 
 
 def test_sampling_settings_are_compared(tmp_path):
@@ -107,20 +108,20 @@ def test_token_ratios_across_tokenizers_are_refused(tmp_path):
     b = read_run(trace_dir(tmp_path, "b", base, tokenizer="tok-a"))
     c = read_run(trace_dir(tmp_path, "c", base, tokenizer="tok-b"))
     with pytest.raises(InputError, match="different tokenizers.*--tokenizer.*--unit words"):
-        compare_runs(b, c, unit="tokens", config=FAST)
-    assert compare_runs(b, c, unit="words", config=FAST)["overall"]["ratio_of_means"]["estimate"] == 1.0
+        compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
+    assert compare_runs(b, c, Options(unit="words", bootstrap=FAST)).as_json()["overall"]["ratio_of_means"]["estimate"] == 1.0
 
 
 def test_missing_unit_is_an_input_error_that_names_the_fix(tmp_path):
     b = read_run(trace_dir(tmp_path, "b", [counted("t", 0, 5)]))
     c = read_run(trace_dir(tmp_path, "c", [counted("t", 0, 5)]))
     with pytest.raises(InputError, match="no 'reasoning_tokens' count.*count-only data.*; use --unit words$"):
-        compare_runs(b, c, unit="tokens", config=FAST)
+        compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
     text = [{"task": "t", "doc_id": 0, "completion": "a b c</think>\\boxed{1}"}]
     b, c = (read_run(trace_dir(tmp_path, name, text)) for name in ("tb", "tc"))
     fix = "no tokenizer could be resolved; pass --tokenizer NAME_OR_PATH to count tokens or use --unit words$"
     with pytest.raises(InputError, match=fix):
-        compare_runs(b, c, unit="tokens", config=FAST)
+        compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
 
 
 def test_cli_exit_codes_and_json_schema(tmp_path, capsys):
@@ -133,7 +134,7 @@ def test_cli_exit_codes_and_json_schema(tmp_path, capsys):
     for name in ("ratio_of_means", "both_correct_ratio", "paired_geomean_ratio"):
         assert set(block[name]) == {"estimate", "low", "high"}
     assert set(block["accuracy"]) >= {"baseline", "candidate", "delta", "mcnemar_p"}
-    assert set(block["budget_exhausted"]) == {"baseline", "candidate"}
+    assert set(block["budget_exhausted"]) == {"baseline", "candidate", "known"}
     assert "macro_ratio" in block
     assert main(["compare", str(b), str(tmp_path / "missing"), "--unit", "words"]) == 2
     assert "missing" in capsys.readouterr().err
@@ -172,10 +173,10 @@ def test_truncated_candidate_makes_ratio_a_lower_bound(tmp_path):
     base = [{**r, "completion": "a b</think>\\boxed{1}"} for r in base]
     cand = [{**r, "completion": "a b c"} for r in cand]
     result = compare_runs(
-        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), unit="words", config=FAST
-    )
+        read_run(trace_dir(tmp_path, "b", base)), read_run(trace_dir(tmp_path, "c", cand)), Options(unit="words", bootstrap=FAST)
+    ).as_json()
     block = result["tasks"]["t"]
-    assert block["budget_exhausted"] == {"baseline": 0.0, "candidate": 0.5}
+    assert block["budget_exhausted"] == {"baseline": 0.0, "candidate": 0.5, "known": {"baseline": 4, "candidate": 4}}
     assert block["ratio_is_lower_bound"] is True
     assert any("lower bound" in note for note in block["notes"])
 
@@ -194,7 +195,7 @@ def math500_runs(fixtures_dir, tmp_path_factory):
 
 def test_real_awq_w3_inflation_against_bf16(math500_runs, caplog):
     with caplog.at_level(logging.WARNING):
-        result = compare_runs(math500_runs["bf16"], math500_runs["awq-w3g128"], progress=False)
+        result = compare_runs(math500_runs["bf16"], math500_runs["awq-w3g128"], Options(progress=False)).as_json()
     (notice,) = [r.getMessage() for r in caplog.records]
     assert notice.startswith("lengths in completion words, the best unit every sample has: ")
     assert (result["unit"], result["unit_field"]) == ("completion_words", "completion_words")
@@ -211,7 +212,7 @@ def test_real_awq_w3_inflation_against_bf16(math500_runs, caplog):
 
 
 def test_real_gptq_w4_interval_contains_one(math500_runs):
-    ratio = compare_runs(math500_runs["bf16"], math500_runs["gptq-w4g128"])["overall"]["ratio_of_means"]
+    ratio = compare_runs(math500_runs["bf16"], math500_runs["gptq-w4g128"]).as_json()["overall"]["ratio_of_means"]
     assert ratio["low"] <= 1.0 <= ratio["high"]
 
 

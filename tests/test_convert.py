@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qr_leaderboard.cli import build_parser, main, read_runs
+from qr_leaderboard.cli import build_parser, main
+from qr_leaderboard.cli.common import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qr_leaderboard.cli import main
-from qr_leaderboard.runs import SIDE_FILE, read_run
+from qr_metrics.runs import SIDE_FILE, read_run
 
 PROBLEMS = 8
 RUNS = ("fp32", "fp32-rescue", "w4", "w4-rescue")

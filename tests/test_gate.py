@@ -6,13 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from qr_leaderboard.cli import main
 from qr_leaderboard.gate import GatePolicy, evaluate, load_policy
-from qr_leaderboard.report import gate_summary
-from qr_leaderboard.runs import InputError
+from qr_leaderboard.render.text import gate_summary
+from qr_leaderboard.results import Comparison, PairedFigures, RateSides, Sides
+from qr_metrics.pathologies import FlagRate
+from qr_metrics.stats import AccuracyComparison, BootstrapConfig, Interval, MacroRatio
+from qr_metrics.units import UNITS
+from qr_metrics.runs import InputError
 from test_leaderboard_data import FIXTURE_BITS, QUANTIZED, fixture_runs, word_records, write_run
 
 FAST = ["--unit", "words", "--n-resamples", "500", "--quiet"]
@@ -192,17 +197,21 @@ def test_gate_json_figures(capsys, exact):
 
 
 def _comparison(ratio=(1.0, 0.9, 1.1), delta=(-0.02, -0.05, 0.01), rates=None):
-    """A compare result carrying only what ``evaluate`` reads."""
-    return {
-        "confidence": 0.95,
-        "overall": {
-            "ratio_of_means": None if ratio is None else dict(zip(("estimate", "low", "high"), ratio)),
-            "ratio_is_lower_bound": False,
-            "accuracy": None if delta is None else {
-                "baseline": 0.8, "candidate": 0.78, "delta": dict(zip(("estimate", "low", "high"), delta))},
-            "pathology_rates": {name: {"baseline": None, "candidate": value} for name, value in (rates or {}).items()},
-        },
-    }
+    """A ``Comparison`` carrying only what ``evaluate`` reads; ``rates``: pathology -> the
+    candidate's rate over 100 samples (None: no flag known)."""
+    interval = lambda values: Interval(*values)  # noqa: E731
+    accuracy = None if delta is None else AccuracyComparison(
+        interval((0.8, None, None)), interval((0.78, None, None)), interval(delta), 1.0, 0, 0, 100, 100)
+    flag = lambda rate: FlagRate(0, 0, 100) if rate is None else FlagRate(round(100 * rate), 100, 100)  # noqa: E731
+    overall = PairedFigures(
+        n_pairs=100, n_items=100, mean_length=Sides(1.0, 1.0), ratio_of_means=interval(ratio), both_correct_ratio=None,
+        paired_geomean_ratio=None, ratio_is_lower_bound=False,
+        pathology_rates={name: RateSides(FlagRate(0, 0, 100), flag(rate)) for name, rate in (rates or {}).items()},
+        accuracy=accuracy, reasoning=Sides({}, {}), reflection_marker_ratio=None, notes=(),
+    )
+    macro = MacroRatio(interval(ratio), (), ())
+    return Comparison(UNITS["words"], BootstrapConfig(), "b", Path("b"), "c", Path("c"), 100, 0, 0, (), {"t": overall},
+                      overall, macro)
 
 
 def test_gate_summary_is_the_verdict_in_plain_text():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from qr_leaderboard.cli import main
-from qr_leaderboard.leaderboard import CSV_COLUMNS, csv_rows
+from qr_leaderboard.render.csv_table import CSV_COLUMNS, csv_rows
 from test_leaderboard_data import FIXTURE_BITS, MODEL, fixture_runs, word_records, write_run
 from test_sidecar_reader import COMPLETIONS, side, write_lm_eval_run, write_side
 
@@ -491,7 +491,10 @@ def test_html_renders_in_headless_chromium(real_board, tmp_path):
 
 
 def test_each_run_is_measured_once_and_text_runs_show_pathology_rates(tmp_path, capsys, monkeypatch):
-    import qr_leaderboard.compare as compare
+    """Each run is measured once, and each row's budget curve is computed once, on the one
+    axis every row shares (issue 21, item 4: the comparison's figures are the row's)."""
+    import qr_leaderboard.figures as figures
+    import qr_leaderboard.options as options
 
     closed = "First I add.\n\nThen I check.</think>The answer is \\boxed{1}."
     unclosed = "First I add.\n\nThen I check, and check, and go on"
@@ -504,11 +507,15 @@ def test_each_run_is_measured_once_and_text_runs_show_pathology_rates(tmp_path, 
         write_run(tmp_path / "q4", texts(closed, closed, closed, unclosed), name="q4", model="m", precision="q4", bits=4),
         write_run(tmp_path / "q3", texts(closed, unclosed, closed, unclosed), name="q3", model="m", precision="q3", bits=3),
     ]
-    measured = []
-    original = compare.measure_run
-    monkeypatch.setattr(compare, "measure_run", lambda run, **kw: measured.append(run.name) or original(run, **kw))
+    measured, limits = [], []
+    original, curve = options.measure_run, figures.budget_curve
+    monkeypatch.setattr(options, "measure_run", lambda run, *a: measured.append(run.name) or original(run, *a))
+    monkeypatch.setattr(figures, "budget_curve", lambda lengths, correct, limit, points: limits.append(limit)
+                        or curve(lengths, correct, limit, points))
     code, _, _ = run_cli(capsys, "leaderboard", *runs, "--out", tmp_path / "o", "--no-plots", *FAST)
     assert code == 0 and sorted(measured) == ["b", "q3", "q4"]
+    # the baseline's row once; each candidate's comparison once per side, its row taking the candidate's
+    assert len(limits) == 1 + 2 * 2 and len(set(limits)) == 1
     rows = {r["run"]: r for r in json.loads((tmp_path / "o" / "leaderboard.json").read_text())["rows"]
             if r["task"] == "overall"}
     assert [rows[n]["rates"]["unclosed"] for n in ("b", "q4", "q3")] == [0.0, 0.25, 0.5]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qr_leaderboard.cli import build_parser, main
-from qr_leaderboard.runs import HEADER_FIELDS, InputError, read_run
+from qr_metrics.runs import HEADER_FIELDS, InputError, read_run
 from test_leaderboard_data import word_records, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,8 +278,8 @@ CLAIMS = {
     "vllm": ROOT / "adapters" / "vllm.py",
     "replay": ROOT / "leaderboard" / "replay.py",
     "qr-hf": ROOT / "adapters" / "hf.py",
-    "loop rescue": ROOT / "adapters" / "rescue.py",
-    "fp16 planning": ROOT / "adapters" / "rescue.py",
+    "loop rescue": ROOT / "adapters" / "control" / "policy.py",
+    "fp16 planning": ROOT / "adapters" / "control" / "policy.py",
     "rtn": ROOT / "adapters" / "quant.py",
     "bitsandbytes": ROOT / "adapters" / "quant.py",
     "gptq": ROOT / "adapters" / "quant.py",

@@ -22,13 +22,18 @@ def test_wheel_imports_every_package_and_finds_the_tasks(tmp_path):
         "lm_eval_tasks/_qr_generative_template_yaml",
         "lm_eval_tasks/qr_task.py",
         "qr_adapters/__init__.py",
-        "qr_leaderboard/cli.py",
+        "qr_leaderboard/cli/__init__.py",
         "qr_adapters/toy_model/model.safetensors",
         "qr_adapters/toy_model/tokenizer.json",
         "lm_eval_tasks/qr_toy/utils.py",
         "qr_metrics/measure.py",
     ):
         assert expected in names, expected
+    installed = {"lm_eval_tasks": "lm_eval_tasks", "qr_metrics": "qr_metrics", "adapters": "qr_adapters",
+                 "leaderboard": "qr_leaderboard"}
+    for folder, package in installed.items():  # every module of every subpackage (pyproject packages)
+        for path in (ROOT / folder).rglob("*.py"):
+            assert f"{package}/{path.relative_to(ROOT / folder)}" in names, f"{path} is not packaged"
     tasks = ROOT / "lm_eval_tasks"
     for path in [*tasks.rglob("*.yaml"), *tasks.rglob("*_yaml"), *tasks.rglob("README.md")]:
         assert f"lm_eval_tasks/{path.relative_to(tasks)}" in names, f"{path} is not packaged (pyproject packages)"

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("matplotlib")
 from matplotlib.colors import to_hex
 
-from qr_leaderboard.plots import accuracy_vs_length, budget_accuracy, coinciding, inflation_by_bits, run_styles
+from qr_leaderboard.render.plots import accuracy_vs_length, budget_accuracy, coinciding, inflation_by_bits, run_styles
 
 
 def row(run, bits, accuracy=None, length=100.0, ratio=None, lower_bound=False, curve=(0.5, 0.8)):

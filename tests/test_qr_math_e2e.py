@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lm_eval_tasks import TASKS_DIR
-from qr_leaderboard.demo import evaluate
+from qr_leaderboard.demo.story import evaluate
 from qr_metrics.pathologies import PATHOLOGIES
 
 METRICS = ("acc", "reasoning_tokens", "answer_tokens", "completion_tokens", "words", "steps", *PATHOLOGIES)
@@ -112,7 +112,8 @@ def test_lm_eval_cli_then_analyze(tiny_model_dir, math_copy, tmp_path):
 def test_in_harness_inflation_ratio_matches_compare(tiny_model_dir, math_copy, tmp_path):
     """--metadata qr_baseline: lm-eval's table shows the ratio that qr-eval compare computes."""
     from qr_leaderboard.compare import compare_runs
-    from qr_leaderboard.runs import read_run
+    from qr_leaderboard.options import Options
+    from qr_metrics.runs import read_run
 
     evaluate_qr_math(tiny_model_dir, math_copy, tmp_path / "baseline", max_gen_toks=8)
     candidate = evaluate_qr_math(
@@ -123,7 +124,7 @@ def test_in_harness_inflation_ratio_matches_compare(tiny_model_dir, math_copy, t
     ratio, low, high = (table[f"{m},none"] for m in ("inflation_ratio", "inflation_ratio_low", "inflation_ratio_high"))
     assert ratio > 1.5  # three times the budget, every trace runs to it
     assert low <= ratio <= high
-    offline = compare_runs(read_run(tmp_path / "baseline"), read_run(tmp_path / "candidate"), progress=False)
+    offline = compare_runs(read_run(tmp_path / "baseline"), read_run(tmp_path / "candidate"), Options(progress=False)).as_json()
     assert offline["overall"]["ratio_of_means"]["estimate"] == pytest.approx(ratio)
     assert offline["overall"]["ratio_of_means"]["low"] == pytest.approx(low)
     assert offline["overall"]["ratio_of_means"]["high"] == pytest.approx(high)

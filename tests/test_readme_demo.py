@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from qr_leaderboard.cli import main
-from qr_leaderboard.demo import PRECISIONS
-from qr_leaderboard.runs import read_run
+from qr_leaderboard.demo.story import PRECISIONS
+from qr_metrics.runs import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 README_OUT = "/home/you/qr-demo"

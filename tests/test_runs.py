@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from qr_leaderboard.runs import InputError, read_run
+from qr_metrics.runs import InputError, read_run
 
 
 def write_lines(path, lines):
@@ -197,12 +197,14 @@ def test_doc_ids_that_are_no_ids_are_refused(tmp_path, doc_id, message):
 def test_doc_ids_pair_across_runs(tmp_path):
     """A compare of a run keyed 0, 1, ... against one keyed 0.0, "1", ... pairs every sample."""
     from qr_leaderboard.compare import compare_runs
+    from qr_leaderboard.options import Options
     from qr_metrics.stats import BootstrapConfig
 
     ints = [json.dumps({"task": "t", "doc_id": i, "counts": {"words": 10 + i}}) for i in range(4)]
     mixed = [json.dumps({"task": "t", "doc_id": d, "counts": {"words": 20 + i}}) for i, d in enumerate([0.0, "1", 2, "3.0"])]
     result = compare_runs(read_run(write_lines(tmp_path / "a.jsonl", ints)), read_run(write_lines(tmp_path / "b.jsonl", mixed)),
-                          unit="words", config=BootstrapConfig(n_resamples=50), progress=False, allow_missing=False)
+                          Options(unit="words", bootstrap=BootstrapConfig(n_resamples=50), progress=False,
+                                  allow_missing=False)).as_json()
     assert result["n_pairs"] == 4 and result["only_baseline"] == result["only_candidate"] == 0
 
 

@@ -1,5 +1,5 @@
-"""``leaderboard.html``: one self-contained page (inline CSS, inline script, plots as
-``data:`` PNGs), no network request. Every label is escaped.
+"""``leaderboard.html``: the table view laid out as one self-contained page (inline CSS,
+inline script, plots as ``data:`` PNGs), no network request. Every label is escaped.
 
 The tables sort when a header is clicked; ``#sort=KEY`` (or ``#sort=KEY-desc``) in the
 address sorts the overall table on load, for links and for headless checks.
@@ -11,7 +11,8 @@ import base64
 import html
 from typing import Any, Mapping
 
-from .leaderboard import OVERALL, display_cell, legend, scopes, speedup_text, table_columns
+from ..schema import OVERALL
+from .table import BoardTable, Scope, board_table
 
 _CAPTIONS = {
     "accuracy_vs_length": "Accuracy (with its interval) against mean reasoning length, one point per run "
@@ -84,35 +85,27 @@ _SCRIPT = """
 })();
 """
 
-_TEXT_KEYS = ("run", "model", "precision")
-
-
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _table(board: dict[str, Any], scope: str, rows: list[dict[str, Any]], index: int) -> str:
-    columns = table_columns(board)
-    ident = "table-overall" if scope == OVERALL else f"table-task-{index}"
-    head = "".join(f'<th scope="col" data-key="{_e(key)}">{_e(label)}</th>' for key, label in columns)
+def _table(view: BoardTable, scope: Scope, index: int) -> str:
+    ident = "table-overall" if scope.key == OVERALL else f"table-task-{index}"
+    head = "".join(f'<th scope="col" data-key="{_e(c.key)}">{_e(c.header)}</th>' for c in view.columns)
     body = []
-    for row in rows:
+    for row in scope.rows:
         cells = []
-        for key, _ in columns:
-            text, sort_value = display_cell(row, key)
-            data = "" if sort_value is None else _e(repr(sort_value) if isinstance(sort_value, float) else sort_value)
-            css = "" if key in _TEXT_KEYS else ' class="num"'
+        for column, cell in zip(view.columns, row.cells):
+            text, sort = cell.text, cell.sort
+            data = "" if sort is None else _e(repr(sort) if isinstance(sort, float) else sort)
+            css = ' class="num"' if column.numeric else ""
             if css:  # a number breaks only before its interval, when the page is narrow
                 text = text.replace(" ", "\N{NO-BREAK SPACE}").replace("\N{NO-BREAK SPACE}[", " [")
-            title = ""
-            if key in ("ratio_of_means", "both_correct_ratio") and row["notes"]:
-                title = f' title="{_e("; ".join(row["notes"]))}"'
-            if key == "effective_speedup" and speedup_text(row):
-                title = f' title="{_e(speedup_text(row))}"'
+            title = "" if cell.note is None else f' title="{_e(cell.note)}"'
             cells.append(f'<td{css} data-value="{data}"{title}>{_e(text)}</td>')
-        body.append(f'<tr class="{_e(row["role"])}" data-run="{_e(row["run"])}">{"".join(cells)}</tr>')
+        body.append(f'<tr class="{_e(row.role)}" data-run="{_e(row.run)}">{"".join(cells)}</tr>')
     return (
-        f'<table class="sortable" id="{ident}" data-task="{_e(scope)}">\n'
+        f'<table class="sortable" id="{ident}" data-task="{_e(scope.key)}">\n'
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
     )
 
@@ -121,25 +114,26 @@ def to_html(board: dict[str, Any], images: Mapping[str, bytes] | None = None) ->
     """The page: title, the overall table, per-task tables, the plots (PNG bytes by plot
     name, embedded as ``data:`` URIs) and the notes."""
     images = images or {}
+    view = board_table(board, escape=_e)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(board['title'])}</title>",
+        f"<title>{_e(view.title)}</title>",
         f"<style>{_STYLE}</style>",
         "</head>",
         "<body>",
-        f"<h1>{_e(board['title'])}</h1>",
+        f"<h1>{_e(view.title)}</h1>",
     ]
-    for index, (scope, rows) in enumerate(scopes(board)):
-        if len(board["tasks"]) > 1:
-            parts.append(f"<h2>{'Overall' if scope == OVERALL else _e(scope)}</h2>")
-        elif scope == OVERALL:
-            parts.append(f"<p>Task: {_e(board['tasks'][0])}</p>")
-        parts.append(f'<div class="scroll">{_table(board, scope, rows, index)}</div>')
-    parts.append('<div class="notes">' + "".join(f"<p>{line}</p>" for line in legend(board, escape=_e)) + "</div>")
+    for index, scope in enumerate(view.scopes):
+        if scope.heading is not None:
+            parts.append(f"<h2>{_e(scope.heading)}</h2>")
+        elif scope.intro is not None:
+            parts.append(f"<p>{_e(scope.intro)}</p>")
+        parts.append(f'<div class="scroll">{_table(view, scope, index)}</div>')
+    parts.append('<div class="notes">' + "".join(f"<p>{line}</p>" for line in view.legend) + "</div>")
     if images:
         parts.append('<h2>Plots</h2>\n<div class="plots">')
         for name, png in images.items():

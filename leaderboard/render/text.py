@@ -1,12 +1,14 @@
-"""Human-readable tables for the terminal."""
+"""The commands' own reports: terminal tables (analyze, compare, replay) and the gate's and
+select's verdicts (plain text and Markdown). Numbers come from ``formats``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from qr_metrics.pathologies import PATHOLOGIES
+from qr_metrics.units import UNITS, best_unit
 
-from .units import UNITS, best_unit
+from .formats import interval, markdown_cell, percent, points, whole
 
 _SHORT = {
     "loop": "loop",
@@ -18,12 +20,6 @@ _SHORT = {
     "answer_found_not_given": "found_lost",
     "no_answer": "no_ans",
 }
-
-
-def _cell(value: Any, percent: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.1f}" if percent else f"{value:.0f}"
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -49,9 +45,9 @@ def analysis_table(name: str, summary: dict[str, dict[str, Any]]) -> str:
     for task, s in summary.items():
         lengths = s.get(unit.field) or {}
         rows.append(
-            [task, str(s["n"]), _cell(s["accuracy"], True), _cell(lengths.get("mean")), _cell(lengths.get("p90"))]
-            + [_cell(s["rates"][p], True) for p in PATHOLOGIES]
-            + ([_cell((s.get("rescue") or {}).get(k)) for k in _RESCUE] if rescue else [])
+            [task, str(s["n"]), percent(s["accuracy"]), whole(lengths.get("mean")), whole(lengths.get("p90"))]
+            + [percent(s["rates"][p]) for p in PATHOLOGIES]
+            + ([whole((s.get("rescue") or {}).get(k)) for k in _RESCUE] if rescue else [])
         )
     figures = format_table(
         ["task", "budget_auc", f"first_correct {label}", f"reflection {label}", "efficiency", "markers/1k words", "pass@1 sd"],
@@ -97,24 +93,7 @@ def _spread(figures: dict) -> str:
     repeats = figures["repeats"]
     if repeats is None:
         return "-"
-    return f"{100 * repeats['pass_at_1']:.1f} ± {100 * repeats['spread']:.1f} ({repeats['n_repeats']} repeats)"
-
-
-def interval(value: dict | None, digits: int = 2) -> str:
-    """``3.80 [3.52, 4.11]``, or ``3.80 [-]`` when no interval exists, or ``-``."""
-    if value is None:
-        return "-"
-    if value.get("low") is None or value.get("high") is None:
-        return f"{value['estimate']:.{digits}f} [-]"
-    return f"{value['estimate']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
-
-
-def _signed_points(value: dict | None) -> str:
-    if value is None:
-        return "-"
-    low, high = value.get("low"), value.get("high")
-    bounds = "[-]" if low is None or high is None else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-    return f"{100 * value['estimate']:+.1f} {bounds}"
+    return f"{percent(repeats['pass_at_1'])} ± {percent(repeats['spread'])} ({repeats['n_repeats']} repeats)"
 
 
 def comparison_table(result: dict[str, Any]) -> str:
@@ -131,15 +110,15 @@ def comparison_table(result: dict[str, Any]) -> str:
                 interval(block["ratio_of_means"]) + (" >=" if block["ratio_is_lower_bound"] else ""),
                 interval(block["both_correct_ratio"]),
                 interval(block["paired_geomean_ratio"]),
-                "-" if acc is None else f"{100 * acc['baseline']:.1f} -> {100 * acc['candidate']:.1f}",
-                "-" if acc is None else _signed_points(acc["delta"]),
+                "-" if acc is None else f"{percent(acc['baseline'])} -> {percent(acc['candidate'])}",
+                "-" if acc is None else points(acc["delta"]),
                 "-" if acc is None else f"{acc['mcnemar_p']:.2g}",
-                f"{_cell(budget['baseline'], True)}/{_cell(budget['candidate'], True)}",
+                f"{percent(budget['baseline'])}/{percent(budget['candidate'])}",
             ]
         )
     lines = [
         f"baseline: {result['baseline']['name']}   candidate: {result['candidate']['name']}",
-        f"unit: {UNITS[result['unit']].label}   {100 * result['confidence']:g}% {result['method']} intervals, "
+        f"unit: {UNITS[result['unit']].label}   {percent(result['confidence'], None)}% {result['method']} intervals, "
         f"{result['n_resamples']} resamples, seed {result['seed']}",
         format_table(header, rows),
     ]
@@ -179,7 +158,7 @@ def _figure(kind: str, value: float | None) -> str:
         return "unknown"
     if kind in ("ratio", "auc"):
         return f"{value:.3f}"
-    return f"{100 * value:.1f} pts" if kind == "points" else f"{100 * value:.1f}%"
+    return f"{percent(value)} pts" if kind == "points" else f"{percent(value)}%"
 
 
 def _threshold(kind: str, value: float) -> str:
@@ -187,17 +166,7 @@ def _threshold(kind: str, value: float) -> str:
         return f"≥ {value:g}"
     if kind == "ratio":
         return f"≤ {value:g}"
-    return f"≤ {100 * value:g} pts" if kind == "points" else f"≤ {100 * value:g}%"
-
-
-def markdown_cell(text: Any) -> str:
-    """Text safe inside a GitHub Markdown table cell: no HTML, no pipes, no emphasis."""
-    import html
-
-    text = html.escape(str(text), quote=False).replace("\\", "\\\\").replace("\n", " ")
-    for char in "|`*_[]#":
-        text = text.replace(char, "\\" + char)
-    return text
+    return f"≤ {percent(value, None)} pts" if kind == "points" else f"≤ {percent(value, None)}%"
 
 
 def gate_verdict(result: dict[str, Any]) -> str:
@@ -221,7 +190,7 @@ def gate_verdict(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"Unit: {UNITS[comparison['unit']].label}; {comparison['n_pairs']} pairs; "
-            f"{100 * comparison['confidence']:g}% {comparison['method']} bootstrap intervals "
+            f"{percent(comparison['confidence'], None)}% {comparison['method']} bootstrap intervals "
             f"({comparison['n_resamples']} resamples, seed {comparison['seed']}).",
         ]
     lines.extend(f"- warning: {markdown_cell(w)}" for w in result["warnings"])
@@ -278,14 +247,14 @@ def replay_table(result: dict[str, Any]) -> str:
         acc, mean, inflation = t["accuracy"], t["mean_length"], t["inflation"] or {}
         rows.append(
             [task, str(t["n"]), str(t["loops"]), str(t["rescued"]),
-             f"{_cell(acc['before'], True)} -> {_cell(acc['after'], True)}", str(t["saved"]),
-             f"{_cell(mean['before'])} -> {_cell(mean['after'])}"]
+             f"{percent(acc['before'])} -> {percent(acc['after'])}", str(t["saved"]),
+             f"{whole(mean['before'])} -> {whole(mean['after'])}"]
             + ([interval(inflation.get("before")), interval(inflation.get("after"))] if baseline else [])
         )
     lines = [f"run: {result['run']['name']}   policy: {result['policy']}   unit: {unit.label}"]
     if baseline:
         lines[0] += (
-            f"   baseline: {result['baseline']['name']} ({100 * result['confidence']:g}% {result['method']} intervals)"
+            f"   baseline: {result['baseline']['name']} ({percent(result['confidence'], None)}% {result['method']} intervals)"
         )
     lines.append(format_table(header, rows))
     lines.append("rescued: looping traces cut at the loop onset that had an answer to commit; the others are unchanged")

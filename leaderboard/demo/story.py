@@ -1,6 +1,6 @@
 """``qr-eval demo``: the whole story, offline, on the embedded tiny reasoning model.
 
-The model (``qr_adapters/toy_model``, trained by ``python -m qr_adapters.toy_training``)
+The model (``qr_adapters/toy_model``, trained by ``python -m qr_adapters.toy_model.training``)
 adds three-digit numbers the way reasoning models work: columns, a candidate ``\\boxed{}``
 answer, a check, then ``</think>`` and the answer. The demo evaluates it on ``qr_toy``
 through lm-eval with ``qr-hf`` at full precision and at simulated RTN W8/W4/W3/W2, each with
@@ -70,7 +70,7 @@ def demo_runs(precisions: tuple[str, ...] = PRECISIONS) -> list[DemoRun]:
     low-bit precision, which the gate judges."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or "fp32" not in precisions or len(set(precisions)) < 2:
-        from .runs import InputError
+        from qr_metrics.runs import InputError
 
         raise InputError("--precisions", f"expected fp32 and at least one of {', '.join(PRECISIONS[1:])}, "
                          f"got {','.join(precisions)}")  # fmt: skip
@@ -116,11 +116,11 @@ def evaluate(
 
 def evaluate_toy(model: Any, model_args: dict, run: DemoRun, directory: Path, problems: int,
                  batch_size: int = BATCH_SIZE) -> Path:
-    """One demo run: ``qr_toy`` with a backend's model (``demo_backends``), saved under
+    """One demo run: ``qr_toy`` with a backend's model (``backends``), saved under
     ``directory`` with its ``run.json``; returns ``directory``."""
-    from qr_adapters.toy_training import TOY_MODEL_DIR
+    from qr_adapters.toy_model import TOY_MODEL_DIR
 
-    from .runs import SIDE_FILE
+    from qr_metrics.runs import SIDE_FILE
 
     evaluate(model, model_args, DEMO_TASK, directory, {"toy_n": problems, "pretrained": str(TOY_MODEL_DIR)},
              batch_size=batch_size)  # fmt: skip
@@ -153,7 +153,7 @@ def run_demo(
     out: Path, progress: bool = True, problems: int = PROBLEMS, precisions: tuple[str, ...] = PRECISIONS,
     backend: str = "hf",
 ) -> dict:
-    """Evaluate the toy model under ``out/runs`` on ``backend`` (``demo_backends``), write
+    """Evaluate the toy model under ``out/runs`` on ``backend`` (``backends``), write
     ``out/leaderboard`` and the gate's verdict, and print the summary; returns the summary's
     figures (see :func:`summary_rows`).
 
@@ -161,10 +161,10 @@ def run_demo(
     path, and must read the same from any directory. ``progress=False`` is ``--quiet``.
     """
     from lm_eval_tasks.qr_toy import utils as toy
-    from qr_adapters.toy_training import TOY_MODEL_DIR
+    from qr_adapters.toy_model import TOY_MODEL_DIR
 
-    from .demo_backends import BACKENDS, open_backend
-    from .runs import SIDE_FILE, InputError, read_run
+    from .backends import BACKENDS, open_backend
+    from qr_metrics.runs import SIDE_FILE, InputError, read_run
 
     out = out.resolve()
     if out.exists() and not out.is_dir():
@@ -215,17 +215,20 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool, ba
     """The leaderboard, the W4 gate and the printed summary of the demo's runs."""
     from qr_metrics.files import atomic_write
 
-    from .gate import GatePolicy, gate
-    from .leaderboard import build_leaderboard, write_leaderboard
-    from .report import gate_summary, gate_verdict
+    from ..board import build_leaderboard
+    from ..gate import GatePolicy, gate
+    from ..options import Measurer, Options
+    from ..render.text import gate_summary, gate_verdict
+    from ..write import write_leaderboard
 
     if progress:
         print("leaderboard and gate ...", file=sys.stderr, flush=True)
-    board = build_leaderboard(list(runs.values()), title="qr-eval demo: the tiny reasoning model on qr_toy",
-                              progress=False)  # fmt: skip
+    measurer = Measurer(Options(progress=False))  # each run measured once for the board and the gate
+    board = build_leaderboard(list(runs.values()), measurer=measurer,
+                              title="qr-eval demo: the tiny reasoning model on qr_toy")
     written = write_leaderboard(board, out / "leaderboard", plots=_can_plot())
     candidate = "w4" if "w4" in runs else plan[2].name
-    verdict = gate(runs["fp32"], runs[candidate], GatePolicy(**GATE_POLICY), progress=False)
+    verdict = gate(runs["fp32"], runs[candidate], GatePolicy(**GATE_POLICY), measurer.options, measurer)
     with atomic_write(out / "gate.md") as handle:
         handle.write(gate_verdict(verdict.as_dict()))
     result = verdict.as_dict(comparison=False)
@@ -243,7 +246,7 @@ def write_reports(out: Path, plan: list[DemoRun], runs: dict, progress: bool, ba
 
 def _can_plot() -> bool:
     try:
-        from .plots import require_matplotlib
+        from ..render.plots import require_matplotlib
 
         require_matplotlib()
     except ImportError:
@@ -254,7 +257,7 @@ def _can_plot() -> bool:
 def summary_rows(board: dict, runs: dict) -> list[dict]:
     """Per run: precision, rescue, accuracy, mean reasoning tokens, inflation against fp32
     (with interval), the :data:`RATES` and samples rescued."""
-    from .analysis import rescue_counts
+    from ..figures import rescue_counts
 
     rows = []
     for row in board["rows"]:
@@ -281,7 +284,8 @@ BACKEND_MODELS = {"hf": "qr-hf", "vllm": "qr-vllm", "server": "qr-completions on
 
 
 def summary_table(rows: list[dict], board: dict, max_gen_toks: int, backend: str = "hf") -> str:
-    from .report import format_table, interval
+    from ..render.formats import interval
+    from ..render.text import format_table
 
     header = ["run", "precision", "rescue", "acc%", "mean tokens", "inflation vs fp32", "repeat%", "loop%",
               "unclosed%", "budget%", "rescued"]  # fmt: skip

