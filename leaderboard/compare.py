@@ -102,6 +102,9 @@ def compare_runs(
     """
     measurer = measurer or Measurer(options)
     issues = compatibility_issues(baseline, candidate)
+    if measurer.params(baseline) != measurer.params(candidate):  # each run as its lm-eval metadata says
+        issues.append("the runs logged different measurement parameters (metadata); --measure-params measures "
+                      "both with one set")
     if issues and options.strict:
         raise InputError(candidate.source, "not comparable with the baseline (--strict): " + "; ".join(issues))
     unit = measurer.unit([baseline, candidate], [(baseline, candidate)])

@@ -19,11 +19,6 @@ from .params import DEFAULT_PARAMS, MeasureParams
 from .pathologies import budget_exhausted, first_commitment, is_delayed, is_repetitive, repeated_sentence_share
 from .segments import split_reasoning
 
-TOKEN_UNITS = ("reasoning_tokens", "answer_tokens", "completion_tokens")
-TEXT_UNITS = ("words", "steps")
-UNITS = TOKEN_UNITS + TEXT_UNITS
-"""Length units; ``words`` and ``steps`` count the reasoning segment, like reasoning_tokens."""
-
 
 @dataclass(frozen=True)
 class SampleMeasurement:

@@ -2,15 +2,13 @@
 
 A unit names the per-sample count that lengths are read from, and says what that count
 counted. Unless ``--unit`` names one, a verb measures in the best unit every sample has,
-in the order of ``UNITS`` (``compare.resolve_unit``).
+in the order of ``UNITS`` (``qr_leaderboard.options.Measurer.unit``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
-
-from .measure import UNITS as MEASURED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,10 @@ that count-only data (a per-sample CSV's word count) may hold."""
 
 TOKENS = UNITS["tokens"]
 
-COUNT_FIELDS = (*MEASURED_FIELDS, "completion_words")
-"""Every per-sample count: what ``qr_metrics.measure`` counts, and the whole completion's words."""
+COUNT_FIELDS = ("reasoning_tokens", "answer_tokens", "completion_tokens", "words", "steps", "completion_words")
+"""Every per-sample count: the tokens of the reasoning, the answer and the completion (with a
+tokenizer), the reasoning's ``words`` and ``steps`` (what ``qr_metrics.measure`` counts), and
+the whole completion's words (what count-only data such as a per-sample CSV holds)."""
 
 
 def best_unit(counts: Iterable[Mapping[str, Any]]) -> Unit | None:

@@ -284,18 +284,18 @@ BACKEND_MODELS = {"hf": "qr-hf", "vllm": "qr-vllm", "server": "qr-completions on
 
 
 def summary_table(rows: list[dict], board: dict, max_gen_toks: int, backend: str = "hf") -> str:
-    from ..render.formats import interval
+    from ..render.formats import interval, percent
     from ..render.text import format_table
 
     header = ["run", "precision", "rescue", "acc%", "mean tokens", "inflation vs fp32", "repeat%", "loop%",
               "unclosed%", "budget%", "rescued"]  # fmt: skip
     body = []
     for r in rows:
-        pct = {k: "-" if v is None else f"{100 * v:.1f}" for k, v in r["rates"].items()}
+        pct = {k: percent(v) for k, v in r["rates"].items()}
         ratio = "-" if r["inflation"] is None else interval(r["inflation"]) + (" >=" if r["ratio_is_lower_bound"] else "")
         body.append([
             r["run"], r["precision"], "on" if r["rescue"] else "off",
-            "-" if r["accuracy"] is None else f"{100 * r['accuracy']['estimate']:.1f}",
+            percent(None if r["accuracy"] is None else r["accuracy"]["estimate"]),
             f"{r['mean_reasoning_tokens']:.1f}", ratio, *(pct[k] for k in RATES),
             "-" if r["rescued"] is None else str(r["rescued"]),
         ])  # fmt: skip
@@ -303,6 +303,6 @@ def summary_table(rows: list[dict], board: dict, max_gen_toks: int, backend: str
     return (
         f"{DEMO_TASK}, {n} held-out problems; greedy, max_gen_toks {max_gen_toks}; simulated RTN, groups of {GROUP_SIZE}; "
         f"rescue: {RESCUE['rescue']} (reference: fp32); backend: {backend} ({BACKEND_MODELS[backend]})\n"
-        f"inflation = mean reasoning tokens / fp32's, {100 * board['confidence']:g}% {board['method']} interval\n"
+        f"inflation = mean reasoning tokens / fp32's, {percent(board['confidence'], None)}% {board['method']} interval\n"
         + format_table(header, body)
     )
