@@ -14,6 +14,7 @@ them); every sample is measured from scratch, nothing is cached between samples.
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import sys
 import tempfile
@@ -61,7 +62,12 @@ def main() -> None:
     without = throughput(pool, args.n, None)
     print(f"without tokenizer: {without:8.0f} samples/s  ({args.n} samples; target >= 1000/s per core)")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    # The tests' helpers: tests/ is on sys.path only while ``helpers`` is imported, since
+    # there tests/qr_adapters/ ... would shadow the packages of those names.
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    sys.path.insert(0, tests)
+    importlib.import_module("helpers")
+    sys.path.remove(tests)
     from helpers.tiny_model import build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

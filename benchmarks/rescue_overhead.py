@@ -17,6 +17,7 @@ Prints, from one run, for a randomly initialised model of a given shape:
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 import time
@@ -106,7 +107,12 @@ def throughput(model, device: str, batch: int, tokens: int, requests: int, round
     from lm_eval.models.huggingface import HFLM
 
     from qr_adapters.hf import QRHFLM
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    # The tests' helpers: tests/ is on sys.path only while ``helpers`` is imported, since
+    # there tests/qr_adapters/ ... would shadow the packages of those names.
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    sys.path.insert(0, tests)
+    importlib.import_module("helpers")
+    sys.path.remove(tests)
     from helpers.tiny_model import build_tokenizer
 
     folder = Path(tempfile.mkdtemp())

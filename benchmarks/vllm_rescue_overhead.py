@@ -32,6 +32,7 @@ has the processor installed throughout; requests without the watch key skip it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -61,7 +62,12 @@ def build_model(path: Path) -> Path:
     """The tests' tiny reasoning model (its tokenizer, its bias channel keeping eos and the
     special tokens out), at a size whose decoding step is not trivially small: hidden 512,
     4 layers, 8 query heads of 64, 2 key/value heads."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+    # The tests' helpers: tests/ is on sys.path only while ``helpers`` is imported, since
+    # there tests/qr_adapters/ ... would shadow the packages of those names.
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    sys.path.insert(0, tests)
+    importlib.import_module("helpers")
+    sys.path.remove(tests)
     from helpers import tiny_model
 
     with mock.patch.multiple(tiny_model, HIDDEN=512, LAYERS=4, HEADS=8, KV_HEADS=2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 _TESTS_DIR = Path(__file__).resolve().parent
-if str(_TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(_TESTS_DIR))
+# ``from helpers.x import y`` in every test: tests/ is on sys.path only while ``helpers`` is
+# imported (its modules are then found through the package), since the test folders named
+# after the packages (tests/qr_adapters/, ...) would shadow them there as namespace packages.
+sys.path.insert(0, str(_TESTS_DIR))
+try:
+    importlib.import_module("helpers")
+finally:
+    sys.path.remove(str(_TESTS_DIR))
 
 from helpers.tiny_model import build_tiny_model  # noqa: E402
 
@@ -51,7 +58,7 @@ def tiny_model_dir(tiny_model_factory) -> Path:
 @pytest.fixture(scope="session")
 def looping_pair(tmp_path_factory) -> tuple[Path, Path]:
     """(low-bit, reference) checkpoints that loop on cue (``looping_checkpoint``)."""
-    from looping_checkpoint import build_rescue_pair
+    from helpers.looping_checkpoint import build_rescue_pair
 
     return build_rescue_pair(tmp_path_factory.mktemp("looping"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -109,3 +110,10 @@ def test_qr_hf_is_registered_with_lm_eval():
     from qr_adapters.hf import QRHFLM
 
     assert get_model("qr-hf") is QRHFLM
+
+
+@pytest.mark.parametrize("package", sorted(FOLDERS))
+def test_tests_never_shadow_a_package(package):
+    """tests/<package>/ folders hold tests only: the package itself loads from its own folder."""
+    module = importlib.import_module(package)
+    assert Path(module.__file__).resolve().parent == (ROOT / FOLDERS[package]).resolve()

@@ -13,7 +13,7 @@ import pytest
 
 from qr_leaderboard.cli import build_parser, main
 from qr_metrics.runs import HEADER_FIELDS, InputError, read_run
-from test_leaderboard_data import word_records, write_run
+from helpers.run_dirs import word_records, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--unit", "words", "--n-resamples", "200", "--quiet"]

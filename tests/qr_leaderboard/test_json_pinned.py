@@ -1,8 +1,9 @@
 """Every ``--json`` output and leaderboard file, byte for byte, on the real fixtures.
 
-The files under ``tests/golden/`` were written by this test (``QR_UPDATE_GOLDEN=1``) and are
-what the documented JSON schemas promise: a refactor that changes one byte fails here, and a
-change of a figure is made on purpose (rewrite them and say why in the commit).
+The files under ``tests/qr_leaderboard/golden/`` were written by this test
+(``QR_UPDATE_GOLDEN=1``) and are what the documented JSON schemas promise: a refactor that
+changes one byte fails here, and a change of a figure is made on purpose (rewrite them and say
+why in the commit).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fixture_data import to_traces
-from test_leaderboard_data import fixture_runs
+from helpers.fixture_data import to_traces
+from helpers.run_dirs import fixture_runs
 
 from qr_leaderboard.cli import main
 

@@ -4,7 +4,7 @@ reference, on the checkpoint that loops on cue (``looping_checkpoint``).
 Every rescue is checked at its exact token position with both ways of watching a server
 (vLLM's ``repetition_detection`` with ``return_token_ids``, and chunks with qr-eval's detector
 between them, as for any OpenAI-compatible server); the completions and side-file records
-equal ``qr-hf``'s on the same checkpoint (which ``test_qr_vllm`` checks against ``qr-vllm``),
+equal ``qr-hf``'s on the same checkpoint (which ``test_vllm`` checks against ``qr-vllm``),
 concurrency changes nothing but timings, and a server that dies mid-run is one clear error
 with no half-written side file. The two servers start once for the module (~1-2 min).
 """
@@ -18,8 +18,8 @@ import sys
 
 import jsonlines
 import pytest
-import rescue_scenarios as scenarios
-from looping_checkpoint import BUDGET, MAX_LEN, TIMINGS, generate, write_math_problems
+from helpers import rescue_scenarios as scenarios
+from helpers.looping_checkpoint import BUDGET, MAX_LEN, TIMINGS, generate, write_math_problems
 
 from qr_adapters.errors import ModelArgumentError, ServerError
 from qr_metrics.sidecar import SideRecord
@@ -137,7 +137,7 @@ def test_qr_hf_and_qr_completions_agree_on_the_same_checkpoint(looping_pair, ser
 
 def test_a_reference_the_server_does_not_serve_fails_before_any_sample(looping_pair, servers, tmp_path):
     """The server answers 404 for a model it does not serve (one that is down:
-    ``test_qr_completions_args``)."""
+    ``test_completions_args``)."""
     with pytest.raises(ModelArgumentError, match="reference='no-such-model'.*is invalid: .* did not answer"):
         model(looping_pair, servers, tmp_path, rescue="fallback", max_retries=1, reference="no-such-model")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_leaderboard_data import write_run
+from helpers.run_dirs import write_run
 
 from qr_leaderboard.cli import main
 

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from fixture_data import generations_to_traces
+from helpers.fixture_data import generations_to_traces
 from qr_leaderboard.cli import main
 from qr_leaderboard.compare import compare_runs
 from qr_leaderboard.gate import GatePolicy, evaluate
@@ -23,8 +23,7 @@ from qr_metrics.efficiency import budget_curve, count_markers, repeat_spread
 from qr_metrics.measure import measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 from qr_metrics.segments import split_reasoning
-from test_leaderboard_data import word_records, write_run
-from test_runs import make_lm_eval_run
+from helpers.run_dirs import make_lm_eval_run, word_records, write_run
 
 FAST = ["--unit", "words", "--n-resamples", "200", "--quiet"]
 

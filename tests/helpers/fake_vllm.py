@@ -1,5 +1,5 @@
 """vLLM's offline engine (``vllm.LLM``) for what the CPU build cannot run: tensor and data
-parallelism. Everything else is tested on the real engine (``test_qr_vllm``).
+parallelism. Everything else is tested on the real engine (``qr_adapters/test_vllm.py``).
 
 ``FakeLLM`` takes vLLM's arguments, records them and every ``generate`` call, and decodes
 greedily with transformers, stopping as vLLM's scheduler does, in its order: the request's

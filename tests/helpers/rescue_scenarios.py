@@ -2,7 +2,8 @@
 
 Each takes ``make(**rescue_args)``, which returns the backend's lm-eval model armed with
 those arguments and writing its side file to ``side_path``, and the checkpoint's tokenizer;
-``test_qr_vllm`` and ``test_qr_completions`` run them with their own engines or servers.
+``qr_adapters/test_vllm.py`` and ``qr_adapters/test_completions.py`` run them with their own
+engines or servers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import jsonlines
-from looping_checkpoint import (
+from helpers.looping_checkpoint import (
     ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, COMMIT, EARLY_PREFIX, EASY, LONG_IDS, LOWBIT_ANSWER, NO_ANSWER_PREFIX, PLAN,
     REFERENCE_TAIL, generate, ids, rescue_event,
 )

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from test_gate import FAST, run_cli
-from test_leaderboard_data import word_records, write_run
+from helpers.cli import FAST, run_cli
+from helpers.run_dirs import word_records, write_run
 
 THRESHOLDS = ["--max-inflation", "1.2", "--max-accuracy-drop", "0.05"]
 

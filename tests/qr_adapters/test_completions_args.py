@@ -1,5 +1,5 @@
 """``qr-completions``' own model arguments, refused in one line before any request is sent
-(no server needed: the served tests are ``test_qr_completions``)."""
+(no server needed: the served tests are ``test_completions``)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from helpers.run_dirs import make_lm_eval_run
 from qr_metrics.runs import InputError, read_run
 
 
@@ -65,27 +66,6 @@ def test_bad_header(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"nmae": "x"}))
     with pytest.raises(InputError, match="unknown field"):
         read_run(tmp_path)
-
-
-def make_lm_eval_run(directory, stamp, task="qr_math", responses=(["a</think>\\boxed{2}"],)):
-    directory.mkdir(parents=True, exist_ok=True)
-    results = {
-        "results": {task: {"acc,none": 1.0}},
-        "configs": {task: {"generation_kwargs": {"max_gen_toks": 64, "until": []}}},
-        "config": {"model": "hf", "model_args": "pretrained=/models/tiny,dtype=float32"},
-    }
-    (directory / f"results_{stamp}.json").write_text(json.dumps(results))
-    sample = {
-        "doc_id": 0,
-        "doc": {"problem": "1+1"},
-        "target": "2",
-        "arguments": {"gen_args_0": {"arg_0": "<|Assistant|><think>\n", "arg_1": {}}},
-        # lm-eval 0.4.13 (evaluator.py) logs ``[req.resps for req in requests]``: one
-        # generate_until request per document, its ``resps`` one text per repeat
-        "resps": [[r[0] for r in responses]],
-        "filtered_resps": [responses[0][0]],
-    }
-    (directory / f"samples_{task}_{stamp}.jsonl").write_text(json.dumps(sample) + "\n")
 
 
 def test_lm_eval_directory(tmp_path):

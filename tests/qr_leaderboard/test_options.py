@@ -10,7 +10,7 @@ import pytest
 
 from qr_leaderboard.cli import main
 
-from test_runs import make_lm_eval_run
+from helpers.run_dirs import make_lm_eval_run
 
 REASON_TAGS = {"think_open": "<reason>", "think_close": "</reason>"}
 CLOSED = "Two and two.</reason> So \\boxed{4}"

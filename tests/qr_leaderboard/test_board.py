@@ -17,8 +17,8 @@ import pytest
 
 from qr_leaderboard.cli import main
 from qr_leaderboard.render.csv_table import CSV_COLUMNS, csv_rows
-from test_leaderboard_data import FIXTURE_BITS, MODEL, fixture_runs, word_records, write_run
-from test_sidecar_reader import COMPLETIONS, side, write_lm_eval_run, write_side
+from helpers.run_dirs import FIXTURE_BITS, MODEL, fixture_runs, word_records, write_run
+from helpers.side_runs import COMPLETIONS, side, write_lm_eval_run, write_side
 
 FAST = ["--unit", "words", "--n-resamples", "500", "--quiet"]
 HOSTILE = "<script>alert('x')</script> & \"q\" | *b* $x$"

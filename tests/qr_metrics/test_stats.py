@@ -24,7 +24,7 @@ from qr_metrics.stats import (
 )
 from qr_metrics.stats import _batch_size, _draw_totals
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "r1-distill-1.5b" / "per_sample"
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "r1-distill-1.5b" / "per_sample"
 
 
 def _data(n, seed=3, repeats=1):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from fixture_data import generations_to_traces
+from helpers.fixture_data import generations_to_traces
 from qr_leaderboard.cli import main
 from qr_metrics.measure import measure
 from qr_metrics.pathologies import PATHOLOGIES

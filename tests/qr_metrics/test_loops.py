@@ -27,7 +27,7 @@ from qr_metrics.loops import (
 from qr_metrics.measure import measure
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "r1-distill-1.5b"
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "r1-distill-1.5b"
 NO_SLACK = MeasureParams(loop_tail_slack=0)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from qr_leaderboard.cli import main
 from qr_leaderboard.gate import GatePolicy, evaluate, load_policy
 from qr_leaderboard.render.text import gate_summary
 from qr_leaderboard.results import Comparison, PairedFigures, RateSides, Sides
@@ -18,15 +17,8 @@ from qr_metrics.pathologies import FlagRate
 from qr_metrics.stats import AccuracyComparison, BootstrapConfig, Interval, MacroRatio
 from qr_metrics.units import UNITS
 from qr_metrics.runs import InputError
-from test_leaderboard_data import FIXTURE_BITS, QUANTIZED, fixture_runs, word_records, write_run
-
-FAST = ["--unit", "words", "--n-resamples", "500", "--quiet"]
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers.cli import FAST, run_cli
+from helpers.run_dirs import FIXTURE_BITS, QUANTIZED, fixture_runs, word_records, write_run
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +416,7 @@ def test_input_error_is_reported_not_raised(tmp_path, capsys):
 # ----------------------------------------------------------------------------- examples
 
 
-EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_the_example_policy_loads():

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from math_verify import parse, verify
 
-from fixture_data import generations_to_traces
+from helpers.fixture_data import generations_to_traces
 from qr_leaderboard.cli import main
-from test_leaderboard_data import write_run
+from helpers.run_dirs import write_run
 
 
 def run_cli(*argv) -> tuple[int, str, str]:

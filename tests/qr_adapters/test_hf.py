@@ -13,7 +13,7 @@ import jsonlines
 import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
-from scripted_model import Rule, scripted
+from helpers.scripted_model import Rule, scripted
 from transformers import AutoTokenizer
 
 from qr_adapters.hf import QRHFLM

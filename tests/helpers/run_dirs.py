@@ -1,8 +1,9 @@
-"""Run directories for the leaderboard, gate and select tests (helpers only, no tests).
+"""Run directories the tests read.
 
 ``write_run`` writes a generic traces directory (traces.jsonl + run.json);
 ``fixture_runs`` converts the real DeepSeek-R1-Distill-Qwen-1.5B MATH-500 per-sample files
-into six such directories (bf16 is the full-precision baseline).
+into six such directories (bf16 is the full-precision baseline); ``make_lm_eval_run`` writes
+a one-sample lm-eval output directory (results + samples file).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fixture_data import per_sample_to_traces
+from helpers.fixture_data import per_sample_to_traces
 
 MODEL = "DeepSeek-R1-Distill-Qwen-1.5B"
 FIXTURE_BITS = {
@@ -53,3 +54,24 @@ def fixture_runs(fixtures_dir: Path, root: Path) -> dict[str, Path]:
             (directory / "run.json").write_text(json.dumps({"name": name, "model": MODEL, "precision": name, "bits": bits}))
         runs[name] = directory
     return runs
+
+
+def make_lm_eval_run(directory, stamp, task="qr_math", responses=(["a</think>\\boxed{2}"],)):
+    directory.mkdir(parents=True, exist_ok=True)
+    results = {
+        "results": {task: {"acc,none": 1.0}},
+        "configs": {task: {"generation_kwargs": {"max_gen_toks": 64, "until": []}}},
+        "config": {"model": "hf", "model_args": "pretrained=/models/tiny,dtype=float32"},
+    }
+    (directory / f"results_{stamp}.json").write_text(json.dumps(results))
+    sample = {
+        "doc_id": 0,
+        "doc": {"problem": "1+1"},
+        "target": "2",
+        "arguments": {"gen_args_0": {"arg_0": "<|Assistant|><think>\n", "arg_1": {}}},
+        # lm-eval 0.4.13 (evaluator.py) logs ``[req.resps for req in requests]``: one
+        # generate_until request per document, its ``resps`` one text per repeat
+        "resps": [[r[0] for r in responses]],
+        "filtered_resps": [responses[0][0]],
+    }
+    (directory / f"samples_{task}_{stamp}.jsonl").write_text(json.dumps(sample) + "\n")

@@ -16,8 +16,8 @@ import sys
 
 import jsonlines
 import pytest
-import rescue_scenarios as scenarios
-from looping_checkpoint import (
+from helpers import rescue_scenarios as scenarios
+from helpers.looping_checkpoint import (
     ANSWER_PREFIX, BLOCK, BUDGET, CLOSE, EASY, MAX_LEN, TIMINGS, generate, ids, rescue_event, write_math_problems,
 )
 
@@ -190,7 +190,7 @@ def test_without_vllm_the_error_names_both_extras():
 def test_the_fake_engine_stops_where_the_real_one_does(engines, looping_pair, looping_tok):
     """``fake_vllm`` (tensor and data parallel tests) against the real engine: generation
     config eos ids, the budget before repetition, the context limit."""
-    from fake_vllm import FakeLLM
+    from helpers.fake_vllm import FakeLLM
     from vllm import SamplingParams
     from vllm.sampling_params import RepetitionDetectionParams
 

@@ -1,13 +1,13 @@
 """``qr-vllm`` where the CPU build cannot go: tensor and data parallelism, and what the
 adapter asks of vLLM there (engine arguments, LoRA requests), against ``fake_vllm``, which
 decodes the looping checkpoint with transformers and stops as vLLM's scheduler does. A test
-in ``test_qr_vllm`` checks the fake against the real engine."""
+in ``test_vllm`` checks the fake against the real engine."""
 
 from __future__ import annotations
 
 import jsonlines
 import pytest
-from looping_checkpoint import ANSWER_PREFIX, CLOSE, NO_ANSWER_PREFIX, REFERENCE_TAIL, build_rescue_pair
+from helpers.looping_checkpoint import ANSWER_PREFIX, CLOSE, NO_ANSWER_PREFIX, REFERENCE_TAIL, build_rescue_pair
 
 from qr_adapters.errors import ModelArgumentError
 
@@ -24,7 +24,7 @@ def pair(tmp_path_factory):
 
 @pytest.fixture
 def built(monkeypatch):
-    from fake_vllm import install
+    from helpers.fake_vllm import install
 
     return install(monkeypatch)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixture_data import per_sample_to_traces
+from helpers.fixture_data import per_sample_to_traces
 from qr_leaderboard.cli import main
 from qr_leaderboard.compare import compare_runs
 from qr_leaderboard.options import Options

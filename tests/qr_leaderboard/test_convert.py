@@ -15,7 +15,7 @@ import pytest
 from qr_leaderboard.cli import build_parser, main
 from qr_leaderboard.cli.common import read_runs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(capsys, *argv):
