@@ -16,7 +16,7 @@ from typing import Sequence
 from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.measured import MeasuredSample, measure_run
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams, ParameterError
-from qr_metrics.runs import InputError, Run
+from qr_metrics.runs import InputError, OptionError, Run
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig
 from qr_metrics.units import TOKENS, UNITS, Unit
 
@@ -48,7 +48,7 @@ class Options:
 
     def __post_init__(self) -> None:
         if self.unit is not None and self.unit not in UNITS:
-            raise InputError("--unit", f"must be one of {list(UNITS)}, got {self.unit!r}")
+            raise OptionError("unit", f"must be one of {list(UNITS)}, got {self.unit!r}")
 
 
 DEFAULT_OPTIONS = Options()

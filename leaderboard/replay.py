@@ -23,7 +23,7 @@ from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
 from qr_metrics.rescue_choice import choose_rescue
 from qr_metrics.segments import split_reasoning
 from qr_metrics.measured import MeasuredSample
-from qr_metrics.runs import InputError, Run
+from qr_metrics.runs import InputError, OptionError, Run
 from qr_metrics.stats import BootstrapConfig, inflation_ratios
 from qr_metrics.units import TOKENS
 
@@ -90,7 +90,7 @@ def replay_run(
     inflation ratio before and after the rescue.
     """
     if policy not in POLICIES:
-        raise InputError("--policy", f"must be one of {list(POLICIES)}, got {policy!r}")
+        raise OptionError("policy", f"must be one of {list(POLICIES)}, got {policy!r}")
     measurer = measurer or Measurer(options)
     config = options.bootstrap
     runs, pairs = ([run], []) if baseline is None else ([baseline, run], [(baseline, run)])

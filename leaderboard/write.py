@@ -25,7 +25,7 @@ def write_leaderboard(board: dict[str, Any], out: str | Path, plots: bool = True
     board = json_ready(board)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(out, "--out must be a directory")
+        raise InputError(out, "not a directory: the output must be one")
     images: dict[str, tuple[bytes, bytes]] = {}
     if plots:
         from .render.plots import leaderboard_plots

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from qr_metrics.runs import InputError, Run, read_run
+from qr_metrics.runs import InputError, OptionError, Run, read_run
 
 FULL_PRECISION = frozenset(
     {"bf16", "bfloat16", "fp16", "float16", "f16", "half", "fp32", "float32", "f32", "float", "full"}
@@ -36,7 +36,7 @@ def resolve_baselines(
     if spec == "auto" or spec.startswith("precision="):
         label = None if spec == "auto" else spec.split("=", 1)[1]
         if label == "":
-            raise InputError("--baseline", "precision= needs a label, e.g. precision=bf16")
+            raise OptionError("baseline", "precision= needs a label, e.g. precision=bf16")
         for run in runs:
             if run.model is None:
                 plan[run.name] = (None, "no_baseline", "no baseline: the run has no model (set 'model' in its run.json)")
@@ -48,8 +48,8 @@ def resolve_baselines(
             wanted = "full-precision run" if label is None else f"run with precision {label!r}"
             if len(matches) > 1:
                 names = ", ".join(repr(r.name) for r in matches)
-                raise InputError(
-                    "--baseline", f"model {run.model!r} has {len(matches)} candidate baselines ({names}): "
+                raise OptionError(
+                    "baseline", f"model {run.model!r} has {len(matches)} candidate baselines ({names}): "
                     "pass --baseline NAME or --baseline precision=LABEL"
                 )
             if not matches:
@@ -64,7 +64,7 @@ def resolve_baselines(
         return _against_one(runs, named[0])
     if Path(spec).exists():
         return _against_one(runs, read_run(spec))
-    raise InputError("--baseline", f"{spec!r} is not 'auto', 'precision=LABEL', a run's name or a run's path")
+    raise OptionError("baseline", f"{spec!r} is not 'auto', 'precision=LABEL', a run's name or a run's path")
 
 
 def _against_one(runs: list[Run], reference: Run) -> tuple[list[Run], dict[str, tuple[Run | None, str, str | None]]]:

@@ -16,7 +16,7 @@ import numpy as np
 from qr_metrics.documents import item_indices
 from qr_metrics.measured import MeasuredSample
 from qr_metrics.pathologies import PATHOLOGIES, flag_rate
-from qr_metrics.runs import InputError, Run
+from qr_metrics.runs import OptionError, Run
 from qr_metrics.stats import BootstrapConfig, Interval, accuracy_comparison
 
 from ..compare import compare_runs
@@ -73,14 +73,14 @@ def build_leaderboard(
     measurer = measurer or Measurer(options)
     config = options.bootstrap
     if not runs:
-        raise InputError("command line", "no runs given")
+        raise OptionError("runs", "no runs given")
     rows_runs, plan = resolve_baselines(runs, baseline)
     speedups = dict(speedups or {})
     precisions = {r.precision for r in rows_runs}
     for label in speedups:
         if label not in precisions:
             known = sorted(p for p in precisions if p is not None)
-            raise InputError("--speedup", f"no run has precision {label!r}; precisions: {known}")
+            raise OptionError("speedups", f"no run has precision {label!r}; precisions: {known}")
 
     tasks = sorted({t for r in rows_runs for t in r.tasks})
     rows: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ import textwrap
 from qr_metrics.runs import InputError
 
 from .board import add_leaderboard
-from .common import Parser, allow_unsafe_code
+from .common import Parser, allow_unsafe_code, error_line
 from .deciding import add_gate, add_select
 from .measuring import add_analyze, add_compare, add_convert, add_replay
 from .models import add_demo, add_quantize, add_tasks_path
@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return 128 + signal.SIGPIPE
-    except (InputError, MissingExtra) as error:
+    except InputError as error:
+        print(error_line(error), file=sys.stderr)
+        return 2
+    except MissingExtra as error:
         print(f"qr-eval: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a path that cannot be read or written: missing, a directory, no permission

@@ -11,7 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from qr_metrics.files import json_text
-from qr_metrics.runs import InputError, Run
+from qr_metrics.runs import InputError, OptionError, Run
+
+
+FLAGS = {"unit": "--unit", "baseline": "--baseline", "speedups": "--speedup", "policy": "--policy",
+         "precisions": "--precisions", "backend": "--backend", "problems": "--problems", "runs": "command line"}
+"""The flag of each library parameter an ``OptionError`` names (only the command line knows flags)."""
+
+
+def error_line(error: InputError) -> str:
+    """The one line a bad input prints: an ``OptionError`` names the flag of its parameter."""
+    if isinstance(error, OptionError):
+        return f"qr-eval: error: {FLAGS.get(error.option, error.option)}: {error.message}"
+    return f"qr-eval: error: {error}"
 
 
 class Parser(argparse.ArgumentParser):

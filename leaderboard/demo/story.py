@@ -70,9 +70,9 @@ def demo_runs(precisions: tuple[str, ...] = PRECISIONS) -> list[DemoRun]:
     low-bit precision, which the gate judges."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or "fp32" not in precisions or len(set(precisions)) < 2:
-        from qr_metrics.runs import InputError
+        from qr_metrics.runs import OptionError
 
-        raise InputError("--precisions", f"expected fp32 and at least one of {', '.join(PRECISIONS[1:])}, "
+        raise OptionError("precisions", f"expected fp32 and at least one of {', '.join(PRECISIONS[1:])}, "
                          f"got {','.join(precisions)}")  # fmt: skip
     ordered = [p for p in PRECISIONS if p in precisions]
     return [DemoRun(p, rescue) for p in ordered for rescue in (False, True)]
@@ -164,17 +164,17 @@ def run_demo(
     from qr_adapters.toy_model import TOY_MODEL_DIR
 
     from .backends import BACKENDS, open_backend
-    from qr_metrics.runs import SIDE_FILE, InputError, read_run
+    from qr_metrics.runs import SIDE_FILE, InputError, OptionError, read_run
 
     out = out.resolve()
     if out.exists() and not out.is_dir():
-        raise InputError(out, "--out must be a directory")
+        raise InputError(out, "not a directory: the output must be one")
     if backend not in BACKENDS:
-        raise InputError("--backend", f"expected one of {', '.join(BACKENDS)}, got {backend}")
+        raise OptionError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend}")
     try:
         toy.check_size(problems, "test")
     except ValueError as error:
-        raise InputError("--problems", str(error)) from None
+        raise OptionError("problems", str(error)) from None
     plan = demo_runs(tuple(precisions))
     started = time.monotonic()
     runs = {}

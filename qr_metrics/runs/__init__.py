@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Sequence
 
 from .lm_eval_output import RESULTS_FILE, SIDE_FILE, pick_results, read_lm_eval
-from .model import InputError, Run, Sample
+from .model import InputError, OptionError, Run, Sample
 from .records import read_json
 from .traces import HEADER_FIELDS, RUN_JSON, read_header, read_traces
 
-__all__ = ["HEADER_FIELDS", "RUN_JSON", "SIDE_FILE", "InputError", "Run", "Sample", "read_json", "read_run"]
+__all__ = ["HEADER_FIELDS", "RUN_JSON", "SIDE_FILE", "InputError", "OptionError", "Run", "Sample", "read_json", "read_run"]
 
 
 def read_run(path: str | Path, timestamp: str | Sequence[str] | None = None) -> Run:

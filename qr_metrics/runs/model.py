@@ -19,6 +19,16 @@ class InputError(ValueError):
         super().__init__(f"{where}:{what} {message}")
 
 
+class OptionError(InputError):
+    """A bad value of a parameter (``unit``, ``baseline``, ``speedups``, ...), named as the
+    parameter: library code names no command-line flag, and a command line prints its own
+    flag for ``option`` instead."""
+
+    def __init__(self, option: str, message: str):
+        self.option, self.message = option, message
+        super().__init__(option, message)
+
+
 @dataclass(frozen=True)
 class Sample:
     """One generation: (task, doc_id, repeat) is its key across runs."""
