@@ -208,6 +208,9 @@ def test_suite_reports_every_metric_per_task_and_group(suite_run):
     assert sorted(samples) == sorted(LEAF_TASKS)
     for task in LEAF_TASKS:
         assert len(samples[task]) == 2, task
+        for metric in METRICS:  # each leaf task's figure is the mean over its samples
+            mean = sum(sample[metric] for sample in samples[task]) / len(samples[task])
+            assert results[task][f"{metric},none"] == pytest.approx(mean), (task, metric)
         for sample in samples[task]:
             # Random weights never close </think>: every trace runs out of budget unclosed.
             assert sample["unclosed"] == 1.0 and sample["acc"] == 0.0 and sample["no_answer"] == 1.0

@@ -279,13 +279,13 @@ def test_bnb_4bit_model_generates_through_hflm(bnb_4bit, tiny_model_dir):
 
     lm = HFLM(pretrained=bnb_4bit, tokenizer=str(tiny_model_dir), device="cpu")
     (completion,) = _generate_until(lm)
-    assert completion
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert completion == tokenizer.decode(_generate(bnb_4bit, tokenizer))  # the model's own greedy tokens
 
 
-def test_qr_hf_loads_bitsandbytes_4bit_by_path_on_cpu(tiny_model_dir):
+def test_qr_hf_loads_bitsandbytes_4bit_by_path_on_cpu(tiny_model_dir, bnb_4bit):
     """lm-eval's HFLM hands its own quantization_config to _create_model (and transformers 5
     takes no load_in_4bit=), so qr-hf passes the bitsandbytes config there itself."""
-    pytest.importorskip("bitsandbytes", reason='bitsandbytes is the bnb extra: pip install "qr-eval[bnb]"')
     import bitsandbytes as bnb
 
     from qr_adapters.hf import QRHFLM
@@ -293,7 +293,8 @@ def test_qr_hf_loads_bitsandbytes_4bit_by_path_on_cpu(tiny_model_dir):
     lm = QRHFLM(pretrained=str(tiny_model_dir), device="cpu", load_in_4bit=True)
     assert isinstance(lm.model.model.layers[0].mlp.down_proj, bnb.nn.Linear4bit)
     (completion,) = _generate_until(lm)
-    assert completion
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert completion == tokenizer.decode(_generate(bnb_4bit, tokenizer))  # as the same 4-bit load generates
 
 
 def test_qr_hf_quant_rounds_the_loaded_weights_as_apply_rtn_does(tiny_model_dir, full):

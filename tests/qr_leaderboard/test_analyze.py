@@ -90,7 +90,12 @@ def test_human_table(tmp_path, capsys):
     path.write_text(json.dumps({"task": "t", "doc_id": 0, "completion": "a</think>\\boxed{2}", "gold": "2"}) + "\n")
     assert main(["analyze", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "t " in out and "100.0" in out and "loop%" in out
+    header, _, row = out.splitlines()[1:4]
+    cells = dict(zip(re.split(r"\s{2,}", header), row.split()))
+    # one sample, graded right; its reasoning is "a": 1 word; no pathology; no budget known
+    assert cells == {"task": "t", "n": "1", "acc%": "100.0", "mean words": "1", "p90 words": "1", "loop%": "0.0",
+                     "rep%": "0.0", "budget%": "-", "budget_in_r%": "-", "unclosed%": "0.0", "delayed%": "0.0",
+                     "found_lost%": "0.0", "no_ans%": "0.0"}  # fmt: skip
 
 
 def test_answer_found_not_given_is_unknown_without_a_gold(tmp_path, capsys):

@@ -147,7 +147,7 @@ def test_csv_round_trips_with_the_json(board):
                 assert cell == value
 
 
-def test_markdown_is_a_pasteable_table(board):
+def test_markdown_is_a_pasteable_table(board, synthetic):
     text = (board / "leaderboard.md").read_text()
     assert text.startswith("## Board &lt;b&gt;1&lt;/b&gt;\n")
     assert "<script>" not in text and "<b>" not in text
@@ -158,9 +158,20 @@ def test_markdown_is_a_pasteable_table(board):
         widths = {len(re.findall(r"(?<!\\)\|", line)) for line in lines}
         assert len(widths) == 1 and len(lines) == 2 + 4  # header, rule, one row per run
     overall = tables[0]
-    assert "| m-int4 | m | int4 | 4 |" in overall and "1.20 [1.20, 1.20]" in overall
-    assert "2.00 [2.00, 2.00]" in overall  # effective speedup column appears when a speedup is known
-    assert "| other-int3 | other | int3 | 3 |" in overall and "n/a †" in overall
+    rows = [line.strip("| ").split(" | ") for line in overall.splitlines()[2:]]
+    cells = {row[0]: row for row in rows}
+    lengths = [n for task in ("algebra", "geometry") for n in synthetic[1][task]]
+    accuracy = f"{100 * np.mean([c for task in ('algebra', 'geometry') for c in synthetic[2][task]]):.1f} ["
+    # run, model, precision, bits, n (12 items in each of 2 tasks), accuracy, mean words, inflation, both-correct
+    int4, bf16, orphan = cells["m-int4"], cells["m-bf16"], cells["other-int3"]
+    assert int4[:5] == ["m-int4", "m", "int4", "4", "24"] and int4[5].startswith(accuracy)
+    # every sample 1.2x longer: the intervals collapse onto 1.20
+    assert int4[6:9] == [f"{np.mean([round(1.2 * n) for n in lengths]):.0f}", "1.20 [1.20, 1.20]", "1.20 [1.20, 1.20]"]
+    # effective speedup column appears when a speedup is known: --speedup 2.4 over inflation 1.2
+    assert int4[-1] == f"{2.4 / 1.2:.2f} [2.00, 2.00]"
+    assert bf16[:5] == ["m-bf16", "m", "bf16", "16", "24"] and bf16[5].startswith(accuracy)
+    assert bf16[6:9] == [f"{np.mean(lengths):.0f}", "baseline", "baseline"]
+    assert orphan[:5] == ["other-int3", "other", "int3", "3", "24"] and orphan[7:9] == ["n/a †", "n/a †"]
     assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" \\| \\*b\\* $x$" in overall
     assert "† other-int3: no baseline: no full-precision run of model 'other'" in text
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers.fixture_data import per_sample_to_traces
@@ -135,7 +137,11 @@ def test_cli_exit_codes_and_json_schema(tmp_path, capsys):
         assert set(block[name]) == {"estimate", "low", "high"}
     assert set(block["accuracy"]) >= {"baseline", "candidate", "delta", "mcnemar_p"}
     assert set(block["budget_exhausted"]) == {"baseline", "candidate", "known"}
-    assert "macro_ratio" in block
+    ratio = sum(150 + i for i in range(6)) / sum(100 + i for i in range(6))  # 915 / 615
+    assert block["ratio_of_means"]["estimate"] == pytest.approx(ratio)
+    assert block["macro_ratio"]["estimate"] == pytest.approx(ratio)  # one task: its ratio
+    assert block["mean_length"] == {"baseline": 102.5, "candidate": 152.5}
+    assert block["accuracy"]["baseline"] == block["accuracy"]["candidate"] == 1.0
     assert main(["compare", str(b), str(tmp_path / "missing"), "--unit", "words"]) == 2
     assert "missing" in capsys.readouterr().err
     assert main(["compare", str(b), str(c), "--unit", "words", "--confidence", "1.5"]) == 2
@@ -153,6 +159,13 @@ def test_resamples_are_bounded_and_one_gives_no_interval(tmp_path, capsys):
     table = capsys.readouterr().out
     overall = next(line for line in table.splitlines() if line.startswith("overall"))
     assert "[-]" in overall and "," not in overall  # "1.55 [-]", never "1.55 [1.55, 1.55]"
+    base_words, cand_words = np.array([100 + i for i in range(6)]), np.array([150 + 3 * i for i in range(6)])
+    ratio = cand_words.sum() / base_words.sum()
+    geomean = np.exp(np.mean(np.log(cand_words / base_words)))
+    cells = re.split(r"\s{2,}", overall)
+    # run, pairs, ratio_of_means, both_correct (every item is), geomean, accuracy, delta
+    assert cells[:7] == ["overall", "6", f"{ratio:.2f} [-]", f"{ratio:.2f} [-]", f"{geomean:.2f} [-]",
+                         "100.0 -> 100.0", "+0.0 [-]"]  # fmt: skip
 
 
 def test_usage_errors_are_one_line_pointing_at_help(tmp_path, capsys):

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from qr_leaderboard.cli import main
+from qr_leaderboard.demo.story import GATE_POLICY
 from qr_metrics.runs import SIDE_FILE, read_run
 
 PROBLEMS = 8
@@ -23,6 +24,17 @@ def demo(tmp_path_factory):
         code = main(["demo", "--out", str(out), "--quiet", "--problems", str(PROBLEMS), "--precisions", "fp32,w4"])
     assert code == 0
     return out, printed.getvalue()
+
+
+def expected_gate(out) -> tuple[str, dict]:
+    """The W4 gate's verdict worked out from the leaderboard's figures and the README's
+    thresholds (an upper bound at or under each threshold passes), and W4's inflation."""
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    w4 = next(row for row in board["rows"] if row["run"] == "w4" and row["task"] == "overall")
+    passed = (w4["ratio_of_means"]["high"] <= GATE_POLICY["max_inflation"]
+              and -w4["accuracy_delta"]["low"] <= GATE_POLICY["max_accuracy_drop"]
+              and w4["rates"]["loop"] <= GATE_POLICY["max_rates"]["loop"])  # fmt: skip
+    return ("PASS" if passed else "FAIL"), w4["ratio_of_means"]
 
 
 def run_cli(capsys, *argv):
@@ -46,7 +58,10 @@ def test_demo_writes_runs_leaderboard_and_gate(demo):
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",
                  "accuracy_vs_length.png", "inflation_by_bits.svg"):  # fmt: skip
         assert (demo / "leaderboard" / name).stat().st_size > 0, name
-    assert "qr-eval gate" in (demo / "gate.md").read_text()
+    verdict, ratio = expected_gate(demo)
+    gate = (demo / "gate.md").read_text()
+    assert gate.splitlines()[0] == f"### qr-eval gate: {verdict}: w4 against fp32"
+    assert f"ratio\\_of\\_means {ratio['estimate']:.3f} \\[{ratio['low']:.3f}, {ratio['high']:.3f}\\]" in gate
 
 
 def test_demo_figures_agree_with_analyze_and_compare(demo, capsys):
@@ -82,7 +97,9 @@ def test_demo_summary_shows_the_leaderboard_figures_and_the_gate(demo):
             ratio = row["ratio_of_means"]
             assert f"{ratio['estimate']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]" in line
         assert (" on " in line) == row["run"].endswith("-rescue")
-    assert "gate w4 vs fp32: " in printed
+    verdict, ratio = expected_gate(out)
+    assert f"\ngate w4 vs fp32: {verdict}\n" in printed
+    assert f": ratio_of_means {ratio['estimate']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]\n" in printed
     assert str(out / "leaderboard") in printed
 
 

@@ -273,7 +273,7 @@ def test_gate_appends_its_verdict_to_the_github_step_summary(tmp_path, capsys, m
     assert code == 0 and json.loads(out)["passed"]
     text = summary.read_text()
     assert text.startswith("earlier step\n### qr-eval gate: PASS: cand against base")
-    assert "≤ 1.5" in text
+    assert "| 1.200 | ≤ 1.5 | pass |" in text  # the candidate is 12 words / 10 on every sample
 
 
 # ----------------------------------------------------------------------------- select

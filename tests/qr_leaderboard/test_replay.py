@@ -172,15 +172,34 @@ def test_against_counts_of_whole_completions_in_completion_words(small, tmp_path
     assert task["saved"] == sum(before) - sum(after) > 0
     assert task["inflation"]["after"]["estimate"] == pytest.approx(np.mean(after) / 10)
     code, out, _ = run_cli("replay", run, "--baseline", base, "--quiet")
-    assert "unit: completion words" in out and "saved completion words" in out
+    assert "unit: completion words" in out
+    cells = table_row(out, "t")
+    assert cells["saved completion words"] == str(sum(before) - sum(after))
+    assert cells["mean completion words before->after"] == f"{np.mean(before):.0f} -> {np.mean(after):.0f}"
+
+
+def table_row(out: str, task: str) -> dict[str, str]:
+    """The replay table's row of ``task``: header -> cell (columns are 2+ spaces apart)."""
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("task "))
+    row = next(line for line in lines if line.startswith(f"{task} "))
+    return dict(zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", row)))
 
 
 def test_table_names_the_figures(small):
-    run, base, _ = small
+    run, base, onset = small
     code, out, err = run_cli("replay", run, "--baseline", base, "--quiet")
     assert code == 0, err
-    assert "rescued" in out and "saved words" in out and "inflation after" in out
-    assert re.search(r"^t\s+3\s+2\s+1\s+33\.3 -> 66\.7\s", out, re.MULTILINE)
+    before = [len(LOOPING.split()), len(NO_ANSWER.split()), len("2+2 is 4.".split())]
+    after = [len(LOOPING[:onset].split()), before[1], before[2]]
+    cells = table_row(out, "t")
+    figures = [cells[k] for k in ("task", "n", "loops", "rescued", "acc% before->after")]
+    assert figures == ["t", "3", "2", "1", "33.3 -> 66.7"]
+    assert cells["saved words"] == str(sum(before) - sum(after))
+    assert cells["mean words before->after"] == f"{np.mean(before):.0f} -> {np.mean(after):.0f}"
+    # the baseline has 10 words per item: inflation is the mean length over 10
+    assert cells["inflation before"].startswith(f"{np.mean(before) / 10:.2f} [")
+    assert cells["inflation after"].startswith(f"{np.mean(after) / 10:.2f} [")
 
 
 def test_tokens_with_a_tokenizer(small, tiny_model_dir, tmp_path):

@@ -47,6 +47,8 @@ def test_compare_without_strict_excludes_them(runs, capsys):
     assert code == 0
     result = json.loads(out)
     assert (result["n_pairs"], result["only_baseline"], result["only_candidate"]) == (10, 10, 0)
+    assert result["overall"]["ratio_of_means"]["estimate"] == pytest.approx(11 / 10)  # over the 10 pairs
+    assert result["overall"]["mean_length"] == {"baseline": 10.0, "candidate": 11.0}
 
 
 def test_strict_refuses_samples_the_baseline_lacks(runs, capsys):
@@ -75,6 +77,7 @@ def test_gate_passes_the_full_candidate(runs, capsys):
     assert code == 0
     result = json.loads(out)
     assert result["passed"] and result["comparison"]["n_pairs"] == 20 and result["warnings"] == []
+    assert [c["figure"] for c in result["checks"]] == [pytest.approx(1.1), pytest.approx(0.0)]  # 11 / 10 words
 
 
 def test_select_refuses_half_a_candidate_unless_allowed(runs, capsys):

@@ -237,7 +237,7 @@ def test_varied_paragraph_and_short_text_are_not_near_loops():
     )
     assert detect_near_loop(paragraph) is None
     assert detect_near_loop("Wait, 366.5 is 366.5. " * 11) is None  # fewer than 12 sentences
-    assert detect_near_loop("Wait, 366.5 is 366.5. " * 12) is not None
+    assert detect_near_loop("Wait, 366.5 is 366.5. " * 12) == NearLoop(onset_char=0, sentences=12, distinct=1)
     assert detect_near_loop("") is None
 
 
@@ -323,7 +323,12 @@ def test_lexical_ids():
     assert [len(a) for a in lexical_ids("   ")] == [0, 0]
     # A degenerate digit run falls into equal pieces, so it shows as a loop.
     ids, _ = lexical_ids("The value is 1/" + "5" * 200)
-    assert detect_exact_loop(ids) is not None
+    pieces = 200 // 16  # 12 equal 16-digit pieces after "The value is 1 /", then one of 8 digits
+    assert len(ids) == 5 + pieces + 1
+    # the shortest block searched (loop_min_period), repeated over the equal pieces; the last,
+    # shorter piece is the tail's slack
+    period = DEFAULT_PARAMS.loop_min_period
+    assert detect_exact_loop(ids) == PeriodicTail(onset=5, period=period, copies=pieces / period, end=5 + pieces)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,12 +85,13 @@ def test_lm_eval_repeats_become_separate_samples(tmp_path):
 
 
 def test_several_lm_eval_runs_must_be_chosen_explicitly(tmp_path):
-    make_lm_eval_run(tmp_path, "2026-11-22T10-00-00.1")
-    make_lm_eval_run(tmp_path, "2026-11-22T11-00-00.1")
+    make_lm_eval_run(tmp_path, "2026-11-22T10-00-00.1", responses=(["ten</think>\\boxed{2}"],))
+    make_lm_eval_run(tmp_path, "2026-11-22T11-00-00.1", responses=(["eleven</think>\\boxed{2}"],))
     with pytest.raises(InputError, match="holds 2 lm-eval runs"):
         read_run(tmp_path)
     assert read_run(tmp_path, timestamp="2026-11-22T11-00-00.1").source.name == "results_2026-11-22T11-00-00.1.json"
-    assert read_run(tmp_path / "results_2026-11-22T10-00-00.1.json").samples
+    (sample,) = read_run(tmp_path / "results_2026-11-22T10-00-00.1.json").samples
+    assert (sample.task, sample.doc_id, sample.completion) == ("qr_math", 0, "ten</think>\\boxed{2}")
     with pytest.raises(InputError, match="no run with timestamp"):
         read_run(tmp_path, timestamp="nope")
 
