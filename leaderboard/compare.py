@@ -103,10 +103,11 @@ def compare_runs(
     measurer = measurer or Measurer(options)
     issues = compatibility_issues(baseline, candidate)
     if measurer.params(baseline) != measurer.params(candidate):  # each run as its lm-eval metadata says
-        issues.append("the runs logged different measurement parameters (metadata); --measure-params measures "
-                      "both with one set")
+        issues.append("the runs logged different measurement parameters (metadata); "
+                      f"{options.name('params')} measures both with one set")
     if issues and options.strict:
-        raise InputError(candidate.source, "not comparable with the baseline (--strict): " + "; ".join(issues))
+        raise InputError(candidate.source,
+                         f"not comparable with the baseline ({options.name('strict')}): " + "; ".join(issues))
     unit = measurer.unit([baseline, candidate], [(baseline, candidate)])
     base_measured, cand_measured = measurer(baseline), measurer(candidate)
     pairing = pair_samples(base_measured, cand_measured)
@@ -114,7 +115,7 @@ def compare_runs(
         raise InputError(candidate.source, "no sample pairs with the baseline by (task, doc_id, repeat)")
     refuse_unpaired = options.strict if options.allow_missing is None else not options.allow_missing
     if pairing.first_unpaired and refuse_unpaired:
-        raise InputError(candidate.source, _unpaired_error(pairing))
+        raise InputError(candidate.source, _unpaired_error(pairing, options))
     warnings = list(issues)
     if pairing.only_baseline or pairing.only_candidate:
         warnings.append(
@@ -146,13 +147,13 @@ def compare_runs(
     )
 
 
-def _unpaired_error(pairing: Pairing) -> str:
+def _unpaired_error(pairing: Pairing, options: Options) -> str:
     (task, doc_id, repeat), side = pairing.first_unpaired
     return (
         f"{pairing.only_baseline + pairing.only_candidate} sample(s) are in one run only "
         f"({pairing.only_baseline} baseline, {pairing.only_candidate} candidate), the first "
         f"task {task!r} doc_id {doc_id} repeat {repeat} in the {side} only: the runs must hold the same samples "
-        "(--strict, and gate/select unless --allow-missing)"
+        f"({options.name('strict')}, and gate/select unless {options.name('allow_missing')})"
     )
 
 

@@ -30,7 +30,7 @@ from qr_metrics.documents import sample_key
 from qr_metrics.files import output_file
 from qr_metrics.params import DEFAULT_PARAMS
 
-from qr_metrics.runs import InputError, read_json
+from qr_metrics.runs import InputError, OptionError, read_json
 from qr_metrics.runs.lm_eval_output import lm_eval_samples
 from qr_metrics.runs.records import numbered_records
 
@@ -89,8 +89,8 @@ def _record(task: str, doc_id: Any, repeat: int = 0, **fields: Any) -> dict[str,
     return {"task": task, "doc_id": doc_id, "repeat": repeat, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def _no_task(path: Path) -> InputError:
-    return InputError(path, "names no task: give --task NAME (runs pair by task and doc_id, e.g. --task MATH-500)")
+def _no_task(path: Path) -> OptionError:
+    return OptionError("task", f"{path} names no task: give one (runs pair by task and doc_id), e.g. MATH-500")
 
 
 def _items(path: Path):

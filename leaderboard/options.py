@@ -9,9 +9,9 @@ one progress setting; ``Measurer.unit`` picks the length unit (``qr_metrics.unit
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.measured import MeasuredSample, measure_run
@@ -36,6 +36,8 @@ class Options:
     params: measurement parameters for every run; None: each run's logged ones
         (``Run.measure_params``), else the defaults.
     progress: show progress bars on stderr.
+    flags: how messages name an option (``{"tokenizer": "--tokenizer"}``): a command line
+        passes its flags; library code names no flag, and without one names the parameter.
     """
 
     unit: str | None = None
@@ -45,10 +47,15 @@ class Options:
     allow_missing: bool | None = None
     params: MeasureParams | None = None
     progress: bool = True
+    flags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.unit is not None and self.unit not in UNITS:
             raise OptionError("unit", f"must be one of {list(UNITS)}, got {self.unit!r}")
+
+    def name(self, option: str) -> str:
+        """What a message calls ``option``: its flag (``flags``), else the parameter's name."""
+        return self.flags.get(option, option)
 
 
 DEFAULT_OPTIONS = Options()
@@ -105,7 +112,7 @@ class Measurer:
         if cached is None or cached[0] is not run:
             params = self.params(run)
             if params != DEFAULT_PARAMS:
-                source = "--measure-params" if self.options.params is not None else "its lm-eval metadata"
+                source = self.options.name("params") if self.options.params is not None else "its lm-eval metadata"
                 changed = {f.name: getattr(params, f.name) for f in fields(params)
                            if getattr(params, f.name) != getattr(DEFAULT_PARAMS, f.name)}
                 settings = ", ".join(f"{k}={v!r}" for k, v in changed.items())
@@ -126,10 +133,10 @@ class Measurer:
         tokenizer = self.options.tokenizer
         problem = tokenizer and tokenizer_problem(tokenizer)
         if problem:
-            where, what, remedy = _does_not_load(tokenizer, problem, "--tokenizer")
+            where, what, remedy = _does_not_load(tokenizer, problem, self.options.name("tokenizer"), self.options)
             raise InputError(where, f"{what}; {remedy}")
         measured = [(run, self(run)) for run in runs]
-        no_tokens = _token_problem(measured, pairs, tokenizer is not None)
+        no_tokens = _token_problem(measured, pairs, tokenizer is not None, self.options)
         lacking = {u: _lacking(u, measured) for u in UNITS.values()}
         usable = [u for u, lack in lacking.items() if lack is None and not (u is TOKENS and no_tokens)]
         if self.options.unit is not None:
@@ -138,7 +145,7 @@ class Measurer:
                 return asked
             where, problem, remedy = no_tokens if asked is TOKENS and no_tokens else lacking[asked]
             other = next((u for u in usable if u is not asked), None)
-            remedies = [r for r in (remedy, other and f"use --unit {other.name}") if r]
+            remedies = [r for r in (remedy, other and f"use {self.options.name('unit')} {other.name}") if r]
             raise InputError(where, problem + (f"; {' or '.join(remedies)}" if remedies else ""))
         if not usable:
             where, problem, _ = lacking[UNITS["completion_words"]]
@@ -169,27 +176,30 @@ def _lacking(unit: Unit, measured: list[tuple[Run, list[MeasuredSample]]]) -> _P
     return None
 
 
-def _token_problem(measured: list[tuple[Run, list[MeasuredSample]]], pairs, recounted: bool) -> _Problem | None:
+def _token_problem(
+    measured: list[tuple[Run, list[MeasuredSample]]], pairs, recounted: bool, options: Options
+) -> _Problem | None:
     """Why lengths cannot be reasoning tokens, or None when they can; ``recounted``: one
-    tokenizer (``--tokenizer``) counted every run."""
+    tokenizer (``options.tokenizer``) counted every run."""
+    tokenizer = options.name("tokenizer")
     for run, samples in measured:
         missing = [m for m in samples if TOKENS.field not in m.counts]
         if not missing:
             continue
         problem = not recounted and run.tokenizer and tokenizer_problem(run.tokenizer)
         if problem:
-            return _does_not_load(run.tokenizer, problem, run.source)
+            return _does_not_load(run.tokenizer, problem, run.source, options)
         if any(m.sample.completion is None for m in missing):
             return _lacking(TOKENS, [(run, samples)])
         what = f"{len(missing)} sample(s) have no {TOKENS.field!r} count: no tokenizer could be resolved"
-        return run.source, what, "pass --tokenizer NAME_OR_PATH to count tokens"
+        return run.source, what, f"pass {tokenizer} NAME_OR_PATH to count tokens"
     for baseline, candidate in [] if recounted else pairs:
         if not same_tokenizer(baseline.tokenizer, candidate.tokenizer):
             what = f"token counts come from different tokenizers ({baseline.tokenizer!r} vs {candidate.tokenizer!r})"
-            return candidate.source, what, "pass --tokenizer to recount both runs with one"
+            return candidate.source, what, f"pass {tokenizer} to recount both runs with one"
     return None
 
 
-def _does_not_load(name: str, problem: str, where: Path | str) -> _Problem:
+def _does_not_load(name: str, problem: str, where: Path | str, options: Options) -> _Problem:
     what = f"tokenizer {name!r} does not load ({problem}): no token counts"
-    return where, what, "pass --tokenizer NAME_OR_PATH to count with one that loads"
+    return where, what, f"pass {options.name('tokenizer')} NAME_OR_PATH to count with one that loads"

@@ -99,7 +99,7 @@ def replay_run(
     base_measured = None if baseline is None else measurer(baseline)
     field = unit.field
     if unit is TOKENS:
-        _require_token_onsets(run, measured)
+        _require_token_onsets(run, measured, options)
     replayed = [replay_sample(m, field, policy, measurer.params(run)) for m in measured]
     by_task: dict[str, list[Replayed]] = {}
     for r in replayed:
@@ -128,13 +128,14 @@ def replay_run(
     }
 
 
-def _require_token_onsets(run: Run, measured: list[MeasuredSample]) -> None:
+def _require_token_onsets(run: Run, measured: list[MeasuredSample], options: Options) -> None:
     """A cut in tokens needs the onset in tokens, which only a tokenizer gives."""
     missing = sum(m.loop_onset is None for m in measured if m.flags.get("loop"))
     if missing:
         raise InputError(
             run.source,
-            f"{missing} looping sample(s) have no loop onset in tokens; pass --tokenizer or use --unit words",
+            f"{missing} looping sample(s) have no loop onset in tokens; pass {options.name('tokenizer')} or use "
+            f"{options.name('unit')} words",
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from qr_metrics.runs import InputError, OptionError, Run, read_run
 
@@ -18,9 +18,10 @@ def is_full_precision(precision: str | None) -> bool:
 
 
 def resolve_baselines(
-    runs: Sequence[Run], spec: str | Run | None = None
+    runs: Sequence[Run], spec: str | Run | None = None, name: Callable[[str], str] = str
 ) -> tuple[list[Run], dict[str, tuple[Run | None, str, str | None]]]:
-    """The rows and, per run name, ``(baseline run or None, role, note)``.
+    """The rows and, per run name, ``(baseline run or None, role, note)``; ``name`` is how
+    messages name an option (``Options.name``).
 
     ``spec``: ``None`` or ``"auto"`` (the full-precision run of the same ``model``),
     ``"precision=LABEL"`` (the run of the same model with that precision label), or the
@@ -50,7 +51,7 @@ def resolve_baselines(
                 names = ", ".join(repr(r.name) for r in matches)
                 raise OptionError(
                     "baseline", f"model {run.model!r} has {len(matches)} candidate baselines ({names}): "
-                    "pass --baseline NAME or --baseline precision=LABEL"
+                    f"pass {name('baseline')} NAME or {name('baseline')} precision=LABEL"
                 )
             if not matches:
                 plan[run.name] = (None, "no_baseline", f"no baseline: no {wanted} of model {run.model!r} among the runs")

@@ -74,7 +74,7 @@ def build_leaderboard(
     config = options.bootstrap
     if not runs:
         raise OptionError("runs", "no runs given")
-    rows_runs, plan = resolve_baselines(runs, baseline)
+    rows_runs, plan = resolve_baselines(runs, baseline, options.name)
     speedups = dict(speedups or {})
     precisions = {r.precision for r in rows_runs}
     for label in speedups:
@@ -100,7 +100,7 @@ def build_leaderboard(
         if role == "candidate":
             comparison = compare_runs(reference, run, replace(options, unit=unit.name), measurer, limits)
             warnings.extend(f"{run.name}: {w}" for w in comparison.warnings)
-        speedup = resolve_speedup(run, reference, speedups, config)
+        speedup = resolve_speedup(run, reference, speedups, config, options.name)
         run_info.append(
             {
                 "name": run.name, "model": run.model, "precision": run.precision, "bits": run.bits,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from qr_metrics.runs import Run
 from qr_metrics.speedup import decode_timings, measured_speedup
@@ -46,9 +46,10 @@ class PerTokenSpeedup:
 
 
 def resolve_speedup(
-    run: Run, reference: Run | None, speedups: Mapping[str, float], config: BootstrapConfig = DEFAULT_BOOTSTRAP
+    run: Run, reference: Run | None, speedups: Mapping[str, float], config: BootstrapConfig = DEFAULT_BOOTSTRAP,
+    name: Callable[[str], str] = str,
 ) -> PerTokenSpeedup:
-    """The run's per-token speedup: ``--speedup`` first, then run.json's ``speedup`` (both
+    """The run's per-token speedup: ``speedups`` first, then run.json's ``speedup`` (both
     kept as given), then one measured from the side files' decode seconds per token (the
     run's own reference model over its low-bit one, else its baseline run's model over
     it), shown only from repeated timings whose interval excludes 1
@@ -56,7 +57,7 @@ def resolve_speedup(
     """
     if run.precision in speedups:
         value = speedups[run.precision]
-        return PerTokenSpeedup(_given(value), f"given: --speedup {run.precision}={value:g}")
+        return PerTokenSpeedup(_given(value), f"given: {name('speedups')} {run.precision}={value:g}")
     if run.speedup is not None:
         return PerTokenSpeedup(_given(run.speedup), "given: run.json speedup")
     own = decode_timings(s.side for s in run.samples if s.side is not None)

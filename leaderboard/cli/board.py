@@ -58,7 +58,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if not args.no_plots:
         from ..render.plots import require_matplotlib
 
-        require_matplotlib()  # before any work: a missing extra is one line, nothing written
+        require_matplotlib(note=" (or pass --no-plots)")  # before any work: a missing extra is one line, nothing written
     # a baseline given by path is read as the rows are (--timestamp, --label); a run's name wins
     by_path = args.baseline is not None and Path(args.baseline).exists()
     runs = read_runs(args, [*args.runs, *([args.baseline] if by_path else [])])

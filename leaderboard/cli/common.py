@@ -14,9 +14,12 @@ from qr_metrics.files import json_text
 from qr_metrics.runs import InputError, OptionError, Run
 
 
-FLAGS = {"unit": "--unit", "baseline": "--baseline", "speedups": "--speedup", "policy": "--policy",
-         "precisions": "--precisions", "backend": "--backend", "problems": "--problems", "runs": "command line"}
-"""The flag of each library parameter an ``OptionError`` names (only the command line knows flags)."""
+FLAGS = {"unit": "--unit", "tokenizer": "--tokenizer", "strict": "--strict", "allow_missing": "--allow-missing",
+         "params": "--measure-params", "baseline": "--baseline", "speedups": "--speedup", "policy": "--policy",
+         "precisions": "--precisions", "backend": "--backend", "problems": "--problems", "task": "--task",
+         "runs": "command line"}
+"""The flag of each library parameter (``Options.flags``, ``OptionError``): only the command
+line knows flags."""
 
 
 def error_line(error: InputError) -> str:
@@ -169,6 +172,7 @@ def options(args: argparse.Namespace):
         allow_missing=getattr(args, "allow_missing", None),
         params=load_measure_params(args.measure_params) if args.measure_params else None,
         progress=not args.quiet,
+        flags=FLAGS,
     )
 
 

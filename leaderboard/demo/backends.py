@@ -128,7 +128,7 @@ def open_backend(name: str, model_dir: Path, rescue: dict, out: Path):
     if name != "hf" and importlib.util.find_spec("vllm") is None:
         from qr_metrics.extras import MissingExtra
 
-        raise MissingExtra(f"--backend {name}", "vllm", "vllm", needs="vLLM")
+        raise MissingExtra(f"demo backend {name!r}", "vllm", "vllm", needs="vLLM")
     if name == "hf":
         return HFBackend(model_dir, rescue)
     if name == "vllm":

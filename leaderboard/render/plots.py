@@ -18,17 +18,18 @@ PLOTS = ("accuracy_vs_length", "inflation_by_bits", "budget_accuracy")
 """Plot names; each is written as ``NAME.png`` and ``NAME.svg``."""
 
 
-def _matplotlib():
-    require("matplotlib", "plot", "plots", verb="need", note=" (or pass --no-plots)")
+def _matplotlib(note: str = ""):
+    require("matplotlib", "plot", "plots", verb="need", note=note)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     return Figure, FigureCanvasAgg
 
 
-def require_matplotlib() -> None:
-    """Raise ``qr_metrics.extras.MissingExtra`` now, before anything is computed or written."""
-    _matplotlib()
+def require_matplotlib(note: str = "") -> None:
+    """Raise ``qr_metrics.extras.MissingExtra`` now, before anything is computed or written;
+    ``note`` ends its message (a command line says how to do without plots)."""
+    _matplotlib(note)
 
 
 def _text(label: Any) -> str:

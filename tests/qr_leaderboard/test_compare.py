@@ -13,6 +13,7 @@ import pytest
 from helpers.fixture_data import per_sample_to_traces
 from qr_leaderboard.cli import main
 from qr_leaderboard.compare import compare_runs
+from qr_leaderboard.cli.common import FLAGS
 from qr_leaderboard.options import Options
 from qr_metrics.runs import InputError, read_run
 from qr_metrics.stats import BootstrapConfig
@@ -109,7 +110,8 @@ def test_token_ratios_across_tokenizers_are_refused(tmp_path):
     base = [{"task": "t", "doc_id": 0, "counts": {"reasoning_tokens": 10, "words": 8}}]
     b = read_run(trace_dir(tmp_path, "b", base, tokenizer="tok-a"))
     c = read_run(trace_dir(tmp_path, "c", base, tokenizer="tok-b"))
-    with pytest.raises(InputError, match="different tokenizers.*--tokenizer.*--unit words"):
+    # the library names parameters (tokenizer, unit); the command line names its flags (FLAGS)
+    with pytest.raises(InputError, match="different tokenizers.*; pass tokenizer to recount both runs with one or use unit words$"):
         compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
     assert compare_runs(b, c, Options(unit="words", bootstrap=FAST)).as_json()["overall"]["ratio_of_means"]["estimate"] == 1.0
 
@@ -117,13 +119,13 @@ def test_token_ratios_across_tokenizers_are_refused(tmp_path):
 def test_missing_unit_is_an_input_error_that_names_the_fix(tmp_path):
     b = read_run(trace_dir(tmp_path, "b", [counted("t", 0, 5)]))
     c = read_run(trace_dir(tmp_path, "c", [counted("t", 0, 5)]))
-    with pytest.raises(InputError, match="no 'reasoning_tokens' count.*count-only data.*; use --unit words$"):
+    with pytest.raises(InputError, match="no 'reasoning_tokens' count.*count-only data.*; use unit words$"):
         compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
     text = [{"task": "t", "doc_id": 0, "completion": "a b c</think>\\boxed{1}"}]
     b, c = (read_run(trace_dir(tmp_path, name, text)) for name in ("tb", "tc"))
     fix = "no tokenizer could be resolved; pass --tokenizer NAME_OR_PATH to count tokens or use --unit words$"
     with pytest.raises(InputError, match=fix):
-        compare_runs(b, c, Options(unit="tokens", bootstrap=FAST)).as_json()
+        compare_runs(b, c, Options(unit="tokens", bootstrap=FAST, flags=FLAGS)).as_json()
 
 
 def test_cli_exit_codes_and_json_schema(tmp_path, capsys):

@@ -255,7 +255,9 @@ def test_speedup_precedence_flag_then_run_json_then_measured(tmp_path):
                              int4={"speedup": 1.7})
     base, int4, int3 = (read_run(paths[p]) for p in ("bf16", "int4", "int3"))
     given = resolve_speedup(int4, base, {"int4": 3.0})
-    assert (given.value, given.source) == ({"estimate": 3.0, "low": None, "high": None}, "given: --speedup int4=3")
+    assert (given.value, given.source) == ({"estimate": 3.0, "low": None, "high": None}, "given: speedups int4=3")
+    flagged = resolve_speedup(int4, base, {"int4": 3.0}, name={"speedups": "--speedup"}.get)  # as qr-eval names it
+    assert flagged.source == "given: --speedup int4=3"
     given = resolve_speedup(int4, base, {})
     assert (given.value["estimate"], given.source, given.withheld) == (1.7, "given: run.json speedup", None)
     # the run's own reference model over its low-bit one wins over the baseline's time; every
