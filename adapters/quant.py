@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from qr_metrics.extras import MissingExtra
 from qr_metrics.params import is_int
+from qr_metrics.runs import InputError
 
 from .errors import ModelArgumentError
 
@@ -220,17 +221,18 @@ def quantize_checkpoint(source: str, out: str | Path, spec: RTNSpec, *, revision
     """Load ``source`` (a local checkpoint directory or a Hub id) in its own dtype with its
     tokenizer, and :func:`write_quantized_checkpoint` it to ``out``; return ``out``.
 
-    ``out`` is checked before the model loads. A model that cannot be loaded, or a layer
-    ``spec`` cannot group, is a one-line ``ValueError``; ``progress`` gets one line per step.
+    ``out`` is checked before the model loads. A model that cannot be loaded is an
+    ``InputError`` naming it, a layer ``spec`` cannot group a ``ValueError``; ``progress``
+    gets one line per step.
     """
     say = progress or (lambda line: None)
     out = Path(out)
     _check_free(out)
     local = Path(source).expanduser()
     if local.exists() and not local.is_dir():
-        raise ValueError(f"{source}: not a checkpoint directory")
+        raise InputError(source, "not a checkpoint directory")
     if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
-        raise ValueError(f"{source}: no such directory")
+        raise InputError(source, "no such directory")
     say(f"loading {source}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -239,7 +241,7 @@ def quantize_checkpoint(source: str, out: str | Path, spec: RTNSpec, *, revision
         model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **options)
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{source}: cannot load a causal LM and its tokenizer: {_first_line(error)}") from None
+        raise InputError(source, f"cannot load a causal LM and its tokenizer: {_first_line(error)}") from None
     say(f"rounding the weights ({spec.name}, {str(model.dtype).removeprefix('torch.')}); writing {out}")
     return write_quantized_checkpoint(model, out, spec, tokenizer=tokenizer,
                                       source=str(local.resolve()) if local.is_dir() else source)

@@ -98,17 +98,17 @@ class SideRecord:
 
     @classmethod
     def from_json(cls, obj: Any) -> "SideRecord":
-        """Validate one decoded JSON line; ``ValueError`` names the first bad field."""
+        """Validate one decoded JSON line; ``RecordError`` names the first bad field."""
         if not isinstance(obj, dict):
-            raise ValueError("record: expected a JSON object")
+            raise RecordError("record", "expected a JSON object")
         unknown = sorted(set(obj) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field")
+            raise RecordError(unknown[0], "unknown field")
         _need(obj, "task", isinstance(obj.get("task"), str) and obj.get("task"), "a non-empty string")
         try:
             doc_id_key(obj.get("doc_id"))
         except ValueError as error:
-            raise ValueError(f"doc_id: {error}") from None
+            raise RecordError("doc_id", str(error)) from None
         for name in ("repeat", "max_gen_toks", "completion_tokens", "plan_tokens"):
             _need(obj, name, is_count(obj.get(name)), "an integer in [0, 2**53]")
         for name in ("reasoning_tokens", "answer_tokens"):
@@ -147,6 +147,15 @@ def _event_ok(event: Any) -> bool:
     )
 
 
+class RecordError(ValueError):
+    """A side-file record's bad ``field`` and what is wrong with it (``problem``), kept apart
+    so that a reader can name the field on its own: ``field: problem``."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+
 def _need(obj: dict, name: str, ok: Any, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"{name}: must be {allowed}, got {reprlib.repr(obj.get(name))}")
+        raise RecordError(name, f"must be {allowed}, got {reprlib.repr(obj.get(name))}")

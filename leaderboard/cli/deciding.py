@@ -61,8 +61,7 @@ def policy(args: argparse.Namespace):
     except PolicyError as error:  # a flag's value (the file's were checked as it loaded)
         key, _, pathology = error.field.partition(".")
         flag = "--max-rate" if key == "max_rates" else f"--{key.replace('_', '-')}"
-        problem = f"{error.value!r} is invalid: must be {error.allowed.removesuffix(' or null')}"
-        raise InputError(f"{flag} {pathology}".strip(), problem) from None
+        raise InputError(f"{flag} {pathology}".strip(), error.flag_problem) from None
     if not chosen.has_thresholds:
         flags = "--max-inflation, --max-accuracy-drop, --max-rate or --min-budget-auc"
         if args.policy:

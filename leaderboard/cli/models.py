@@ -115,7 +115,9 @@ def _quantize(args: argparse.Namespace) -> int:
     say = None if args.quiet else lambda line: print(f"qr-eval: {line}", file=sys.stderr)
     try:
         out = quantize_checkpoint(args.model, args.out, spec, progress=say)
-    except ValueError as error:  # names the model, or the spec and the layer it cannot group
-        raise InputError(args.model, str(error).removeprefix(f"{args.model}: ")) from None
+    except InputError:  # names the model
+        raise
+    except ValueError as error:  # the spec and the layer it cannot group
+        raise InputError(args.model, str(error)) from None
     print(out)
     return 0

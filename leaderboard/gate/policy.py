@@ -21,10 +21,13 @@ POLICY_KEYS = (*POLICY_THRESHOLDS, "ratio", "confidence")
 
 
 class PolicyError(ParameterError):
-    """An invalid policy value; ``field`` names it (``max_rates.loop`` for a nested key)."""
+    """An invalid policy value; ``field`` names it (``max_rates.loop`` for a nested key).
+    ``nullable``: a policy file may also say null (no check), which a flag cannot;
+    ``flag_problem`` is the problem as a flag's value."""
 
-    def __init__(self, field: str, value: object, allowed: str):
-        super().__init__("GatePolicy", field, value, allowed)
+    def __init__(self, field: str, value: object, allowed: str, nullable: bool = False):
+        self.flag_problem = f"{value!r} is invalid: must be {allowed}"
+        super().__init__("GatePolicy", field, value, allowed + (" or null" if nullable else ""))
 
 
 def _real(value: object) -> bool:
@@ -58,12 +61,12 @@ class GatePolicy:
 
     def __post_init__(self) -> None:
         if self.max_inflation is not None and not (_real(self.max_inflation) and self.max_inflation > 0):
-            raise PolicyError("max_inflation", self.max_inflation, "a number > 0 or null")
+            raise PolicyError("max_inflation", self.max_inflation, "a number > 0", nullable=True)
         if self.max_accuracy_drop is not None and not (
             _real(self.max_accuracy_drop) and 0 <= self.max_accuracy_drop <= 1
         ):
             raise PolicyError(
-                "max_accuracy_drop", self.max_accuracy_drop, "a share in [0, 1] (0.06 = 6 points) or null"
+                "max_accuracy_drop", self.max_accuracy_drop, "a share in [0, 1] (0.06 = 6 points)", nullable=True
             )
         if not isinstance(self.max_rates, Mapping):
             raise PolicyError("max_rates", self.max_rates, "a mapping of pathology name to rate")
@@ -75,11 +78,11 @@ class GatePolicy:
         ordered = {name: float(self.max_rates[name]) for name in PATHOLOGIES if name in self.max_rates}
         object.__setattr__(self, "max_rates", ordered)
         if self.min_budget_auc is not None and not (_real(self.min_budget_auc) and 0 <= self.min_budget_auc <= 1):
-            raise PolicyError("min_budget_auc", self.min_budget_auc, "a number in [0, 1] or null")
+            raise PolicyError("min_budget_auc", self.min_budget_auc, "a number in [0, 1]", nullable=True)
         if self.ratio not in RATIOS:
             raise PolicyError("ratio", self.ratio, f"one of {list(RATIOS)}")
         if self.confidence is not None and not (_real(self.confidence) and 0 < self.confidence < 1):
-            raise PolicyError("confidence", self.confidence, "a number in (0, 1) or null")
+            raise PolicyError("confidence", self.confidence, "a number in (0, 1)", nullable=True)
 
     @property
     def has_thresholds(self) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 from ..counts import is_count
 from ..documents import doc_key
 from ..params import MeasureParams
-from ..sidecar import SideRecord
+from ..sidecar import RecordError, SideRecord
 from .model import InputError, Run, Sample
 from .records import check_doc_id, check_samples, json_object, numbered_records
 from .traces import RUN_JSON, read_header
@@ -236,9 +236,8 @@ def _join_side_file(path: Path, samples: list[Sample]) -> list[Sample]:
     for line_no, obj in numbered_records(path):
         try:
             record = SideRecord.from_json(obj)
-        except ValueError as error:
-            name, _, message = str(error).partition(": ")
-            raise InputError(path, message, line_no, name) from None
+        except RecordError as error:
+            raise InputError(path, error.problem, line_no, error.field) from None
         i = index.get(record.key)
         if i is None:
             unmatched += 1
