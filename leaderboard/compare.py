@@ -13,18 +13,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from qr_metrics.pathologies import PATHOLOGIES, flag_rate
-from qr_metrics.stats import PairedComparison, stratified_comparison
-
 from qr_metrics.documents import item_indices
 from qr_metrics.measured import MeasuredSample
+from qr_metrics.pathologies import PATHOLOGIES
+from qr_metrics.runs import InputError, Run
+from qr_metrics.stats import PairedComparison, stratified_comparison
 
-from .figures import reasoning_figures, shared_limit
+from .figures import flag_rates, reasoning_figures, shared_limit
+from .options import DEFAULT_OPTIONS, Measurer, Options
 from .render.formats import percent
 from .results import Comparison, PairedFigures, RateSides, Sides
 from .schema import OVERALL
-from .options import DEFAULT_OPTIONS, Measurer, Options
-from qr_metrics.runs import InputError, Run
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +164,6 @@ def pair_lengths(pairs, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return item, base, cand
 
 
-def _rates(pairs, name: str) -> RateSides:
-    return RateSides(flag_rate(b.flags.get(name) for b, _ in pairs), flag_rate(c.flags.get(name) for _, c in pairs))
-
-
 def _statistics_input(pairs, field: str) -> tuple:
     """``(item, base_len, cand_len, base_correct, cand_correct)`` of some pairs, correctness
     None unless every sample has it."""
@@ -185,7 +180,9 @@ def _block(pairs, field: str, result: PairedComparison, limit: float | None, bud
     statistics from ``result``; the budget curves up to ``limit`` (None: the pairs' shared one)."""
     _, base_len, cand_len = pair_lengths(pairs, field)
     inflation = result.inflation
-    rates = {name: _rates(pairs, name) for name in PATHOLOGIES}
+    base, cand = [b for b, _ in pairs], [c for _, c in pairs]
+    base_rates, cand_rates = flag_rates(base), flag_rates(cand)
+    rates = {name: RateSides(base_rates[name], cand_rates[name]) for name in PATHOLOGIES}
     budget = rates["budget_exhausted"].candidate.rate
     notes = list(inflation.notes)
     lower_bound = bool(budget)
@@ -198,7 +195,6 @@ def _block(pairs, field: str, result: PairedComparison, limit: float | None, bud
         notes.append("budget exhaustion unknown (no finish reason or token counts): ratios may be lower bounds")
     if result.accuracy is not None:
         notes.extend(result.accuracy.notes)
-    base, cand = [b for b, _ in pairs], [c for _, c in pairs]
     limit = limit or shared_limit(base + cand, field)  # one budget axis for both runs
     figures = Sides(*(reasoning_figures(samples, field, limit, budget_points) for samples in (base, cand)))
     return PairedFigures(

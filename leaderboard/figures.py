@@ -11,13 +11,9 @@ import numpy as np
 from qr_metrics.efficiency import budget_curve, budget_limit, per_thousand, repeat_spread
 from qr_metrics.measured import MeasuredSample
 from qr_metrics.params import DEFAULT_PARAMS
-from qr_metrics.pathologies import PATHOLOGIES, flag_rate
+from qr_metrics.pathologies import PATHOLOGIES, FlagRate, flag_rate
 from qr_metrics.sidecar import SideRecord
 from qr_metrics.units import COUNT_FIELDS, Unit, best_unit
-
-
-FIGURES = ("budget_accuracy", "efficiency", "reflection_markers", "repeats")
-"""The keys of :func:`reasoning_figures`, in order."""
 
 
 def summarize(
@@ -51,7 +47,7 @@ def _summarize_task(items: list[MeasuredSample], unit: Unit, budget_points: int)
                 "p90": float(np.percentile(values, 90)),
                 "max": float(values.max()),
             }
-    rates = {name: flag_rate(m.flags.get(name) for m in items) for name in PATHOLOGIES}
+    rates = flag_rates(items)
     summary["counts"] = {name: r.flagged if r.known else None for name, r in rates.items()}
     summary["rates"] = {name: r.rate for name, r in rates.items()}
     summary["known"] = {name: r.known for name, r in rates.items()}
@@ -60,6 +56,11 @@ def _summarize_task(items: list[MeasuredSample], unit: Unit, budget_points: int)
     if rescue is not None:
         summary["rescue"] = rescue
     return summary
+
+
+def flag_rates(samples: list[MeasuredSample]) -> dict[str, FlagRate]:
+    """Every pathology's ``FlagRate`` over these samples (the rate over those whose flag is known)."""
+    return {name: flag_rate(m.flags.get(name) for m in samples) for name in PATHOLOGIES}
 
 
 def shared_limit(samples: list[MeasuredSample], unit: str) -> float | None:

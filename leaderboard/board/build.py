@@ -15,12 +15,11 @@ import numpy as np
 
 from qr_metrics.documents import item_indices
 from qr_metrics.measured import MeasuredSample
-from qr_metrics.pathologies import PATHOLOGIES, flag_rate
 from qr_metrics.runs import OptionError, Run
 from qr_metrics.stats import BootstrapConfig, Interval, accuracy_comparison
 
 from ..compare import compare_runs
-from ..figures import reasoning_figures, shared_limit
+from ..figures import flag_rates, reasoning_figures, shared_limit
 from ..options import DEFAULT_OPTIONS, Measurer, Options
 from ..results import PairedFigures, interval_json, statistics_header
 from ..schema import OVERALL, REASONING_FIELDS
@@ -39,7 +38,7 @@ def _absolute(
         item = item_indices(m.sample.item for m in correct)
         flags = np.array([m.correct for m in correct], dtype=bool)
         accuracy = accuracy_comparison(item, flags, flags, config).candidate.as_dict()
-    rates = {name: flag_rate(m.flags.get(name) for m in measured) for name in PATHOLOGIES}
+    rates = flag_rates(measured)
     curve, efficiency = figures["budget_accuracy"], figures["efficiency"]
     return {
         "n": len(measured),

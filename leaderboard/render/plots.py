@@ -14,9 +14,6 @@ from qr_metrics.extras import require
 
 from .formats import percent
 
-PLOTS = ("accuracy_vs_length", "inflation_by_bits", "budget_accuracy")
-"""Plot names; each is written as ``NAME.png`` and ``NAME.svg``."""
-
 
 def _matplotlib(note: str = ""):
     require("matplotlib", "plot", "plots", verb="need", note=note)
