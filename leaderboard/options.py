@@ -17,6 +17,7 @@ from qr_metrics.counts import same_tokenizer, tokenizer_problem
 from qr_metrics.measured import MeasuredSample, measure_run
 from qr_metrics.params import DEFAULT_PARAMS, MeasureParams, ParameterError
 from qr_metrics.runs import InputError, OptionError, Run
+from qr_metrics.runs.records import read_yaml
 from qr_metrics.stats import DEFAULT_BOOTSTRAP, BootstrapConfig
 from qr_metrics.units import TOKENS, UNITS, Unit
 
@@ -64,15 +65,8 @@ DEFAULT_OPTIONS = Options()
 def load_measure_params(path: str | Path) -> MeasureParams:
     """``MeasureParams`` from a YAML (or JSON) file of its keys, e.g. ``think_close: "</reason>"``;
     errors name the file and the key."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(path, f"cannot read the measurement parameters ({error.strerror})") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise InputError(path, f"not a YAML or JSON mapping ({str(error).splitlines()[0]})") from None
+    data, _ = read_yaml(path, "the measurement parameters")
     if not isinstance(data, dict):
         raise InputError(path, f"expected a mapping of MeasureParams keys {[f.name for f in fields(MeasureParams)]}")
     return _params(data, path)

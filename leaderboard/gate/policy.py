@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from qr_metrics.params import ParameterError
 from qr_metrics.pathologies import PATHOLOGIES
 from qr_metrics.runs import InputError
+from qr_metrics.runs.records import read_yaml
 
 RATIOS = ("ratio_of_means", "both_correct_ratio", "paired_geomean_ratio", "macro_ratio")
 """Which overall inflation ratio ``max_inflation`` bounds (default: the headline)."""
@@ -106,27 +107,12 @@ def load_policy(path: str | Path) -> GatePolicy:
 
     Errors are ``InputError`` naming the file, the line and the key.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(path, f"cannot read the policy file ({error.strerror})") from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise InputError(path, f"malformed YAML ({problem})", None if mark is None else mark.line + 1) from None
+    data, lines = read_yaml(path, "the policy file")
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InputError(path, f"expected a mapping of policy keys {list(POLICY_KEYS)}", 1)
-    lines = _key_lines(node)
     for key in data:
         if key not in POLICY_KEYS:
             raise InputError(path, f"unknown key; allowed: {list(POLICY_KEYS)}", lines.get(str(key)), str(key))
@@ -137,19 +123,6 @@ def load_policy(path: str | Path) -> GatePolicy:
     except PolicyError as error:
         line = lines.get(error.field, lines.get(error.field.split(".")[0]))
         raise InputError(path, error.problem, line, error.field) from None
-
-
-def _key_lines(node, prefix: str = "") -> dict[str, int]:
-    """1-based line of every mapping key, nested keys as ``parent.child``."""
-    import yaml
-
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = f"{prefix}{key.value}"
-            lines[name] = key.start_mark.line + 1
-            lines.update(_key_lines(value, f"{name}."))
-    return lines
 
 
 def policy_with(policy: GatePolicy, **overrides: Any) -> GatePolicy:

@@ -22,12 +22,48 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as error:
         raise InputError(path, f"malformed JSON ({error.msg})", error.lineno) from None
 
+
+def read_yaml(path: Path, what: str) -> tuple[Any, dict[str, int]]:
+    """The value a small YAML (or JSON) file holds, and the 1-based line of every mapping key
+    (nested keys as ``parent.child``); ``what`` names the file in the error when it cannot
+    be read. Text that is not UTF-8 YAML is an input error naming the file and the line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(path, f"cannot read {what} ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"not UTF-8 text (byte {error.start + 1})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise InputError(path, f"malformed YAML ({problem})", None if mark is None else mark.line + 1) from None
+    return data, _key_lines(node)
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            lines[name] = key.start_mark.line + 1
+            lines.update(_key_lines(value, f"{name}."))
+    return lines
+
+
 def json_object(path: Path) -> dict[str, Any]:
     """The JSON object a file holds; anything else is an input error."""
     value = read_json(path)
     if not isinstance(value, dict):
         raise InputError(path, "expected a JSON object")
     return value
+
 
 def numbered_records(path: Path):
     """(line number, object) for each non-empty line; a malformed line is an input error."""
@@ -49,11 +85,13 @@ def numbered_records(path: Path):
             problem = f"malformed JSON ({error.__cause__})" if error.__cause__ else "expected a JSON object"
             raise InputError(path, problem, error.lineno) from None
 
+
 def check_doc_id(record: dict, path: Path, line: int) -> None:
     try:
         doc_id_key(record["doc_id"])
     except ValueError as error:
         raise InputError(path, str(error), line, "doc_id") from None
+
 
 def int_field(record: dict, name: str, path: Path, line: int, default):
     value = record.get(name, default)
@@ -63,6 +101,7 @@ def int_field(record: dict, name: str, path: Path, line: int, default):
         raise InputError(path, "must be an integer in [0, 2**53]", line, name)
     return value
 
+
 def bool_field(record: dict, name: str, path: Path, line: int) -> bool | None:
     value = record.get(name)
     if value is None or isinstance(value, bool):
@@ -70,6 +109,7 @@ def bool_field(record: dict, name: str, path: Path, line: int) -> bool | None:
     if value in (0, 1):
         return bool(value)
     raise InputError(path, "must be true, false or null", line, name)
+
 
 def check_samples(samples: list[Sample], lines: list[int], path: Path) -> None:
     """A file's samples (``lines[i]``: the line of ``samples[i]``): at least one, and each
