@@ -6,6 +6,7 @@ from typing import Any
 
 from qr_metrics.params import ParameterError
 
+
 class ModelArgumentError(ParameterError):
     """A bad model argument, reported as one line before any model loads (exit code 2).
 

@@ -31,6 +31,7 @@ from .control import (Batch, Engine, SideLog, check_same_vocabulary, may_rescue,
 from .quant import quant_model_argument
 from .model_args import RescueParams
 
+
 @register_model("qr-hf")
 class QRHFLM(HFLM):
     """An ``HFLM`` whose generations may be planned by, rescued by and handed to a reference."""

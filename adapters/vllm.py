@@ -35,11 +35,11 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, Iterator
 
-from .quant import cached_quantized_checkpoint, quant_model_argument
 from qr_metrics.extras import MissingExtra
 
 from .errors import ModelArgumentError
 from .model_args import RescueParams
+from .quant import cached_quantized_checkpoint, quant_model_argument
 
 try:
     import vllm

@@ -42,13 +42,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from qr_metrics.extras import MissingExtra
 from qr_metrics.loops import BatchLoopDetector, PeriodicTail, detect_exact_loop
-from qr_metrics.params import DEFAULT_PARAMS, MeasureParams
+from qr_metrics.params import DEFAULT_PARAMS, MeasureParams, check, is_int
 
 from .control.policy import may_rescue
-from qr_metrics.extras import MissingExtra
-from qr_metrics.params import check, is_int
-
 from .errors import ModelArgumentError
 
 try:

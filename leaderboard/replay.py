@@ -34,6 +34,7 @@ from .options import DEFAULT_OPTIONS, Measurer, Options
 POLICIES = ("commit",)
 """Rescue policies replay can apply offline (a fallback needs the reference model)."""
 
+
 @dataclass(frozen=True)
 class Replayed:
     """A measured sample with the policy applied: its reasoning ``length`` (in the replay's

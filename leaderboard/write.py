@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from qr_metrics.files import atomic_write, json_ready, json_text
+from qr_metrics.runs import InputError
 from qr_metrics.units import UNITS
 
 from .render.csv_table import to_csv
 from .render.html import to_html
 from .render.markdown import to_markdown
-from qr_metrics.runs import InputError
 from .schema import OVERALL
 
 

@@ -55,8 +55,6 @@ def imports(path: Path) -> set[str]:
     return {name for name in found if name.split(".")[0] in FOLDERS}
 
 
-
-
 @pytest.mark.parametrize("package", sorted(FOLDERS))
 def test_dependency_direction(package):
     for path in (ROOT / FOLDERS[package]).rglob("*.py"):

@@ -85,6 +85,7 @@ _SCRIPT = """
 })();
 """
 
+
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 

@@ -43,6 +43,7 @@ def pick_results(directory: Path, stamps: tuple[str, ...]) -> Path:
         )
     return found[0]
 
+
 def read_lm_eval(results_path: Path, root: Path | None = None) -> Run:
     """An lm-eval run; ``root``: the directory it was found in (lm-eval's ``--output_path``)."""
     results = json_object(results_path)
@@ -108,6 +109,7 @@ def _measure_params(configs: dict[str, Any], path: Path) -> dict[str, Any]:
             found[name] = value
     return found
 
+
 def _object_field(parent: dict, name: str, path: Path, field: str | None = None) -> dict[str, Any]:
     """``parent[name]``, an object (``{}`` when absent or null)."""
     value = parent.get(name)
@@ -116,6 +118,7 @@ def _object_field(parent: dict, name: str, path: Path, field: str | None = None)
     if not isinstance(value, dict):
         raise InputError(path, "expected a JSON object", field=field or name)
     return value
+
 
 def _device(results: dict[str, Any], model_args: dict[str, Any]) -> str | None:
     """``Run.device`` from lm-eval's ``results_*.json``."""
@@ -140,6 +143,7 @@ def _device(results: dict[str, Any], model_args: dict[str, Any]) -> str | None:
         return None
     return f"{device}: {hardware}" if hardware else device
 
+
 def _model_args(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
@@ -148,6 +152,7 @@ def _model_args(raw: Any) -> dict[str, Any]:
 
         return simple_parse_args_string(raw)
     return {}
+
 
 def lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sample]:
     samples, lines = [], []
@@ -182,6 +187,7 @@ def lm_eval_samples(path: Path, task: str, max_gen_toks: int | None) -> list[Sam
     check_samples(samples, lines, path)
     return samples
 
+
 def _request_of(record: dict) -> tuple[str | None, int | None]:
     """The prompt and the ``max_gen_toks`` of the document's first logged request (None
     where not logged)."""
@@ -194,6 +200,7 @@ def _request_of(record: dict) -> tuple[str | None, int | None]:
         args = arguments[0]
     budget = args[1].get("max_gen_toks") if len(args) > 1 and isinstance(args[1], dict) else None
     return (args[0] if args else None), (budget if is_count(budget) else None)
+
 
 def _side_file(results_path: Path, model_args: dict[str, Any], root: Path | None = None) -> Path | None:
     """The run's side file. The one beside the run comes first, so that a run copied or
@@ -222,6 +229,7 @@ def _side_file(results_path: Path, model_args: dict[str, Any], root: Path | None
         return named
     log.warning("side file %s (model_args sidecar=) not found: reading %s without it", named, results_path)
     return None
+
 
 def _join_side_file(path: Path, samples: list[Sample]) -> list[Sample]:
     """Samples with their side-file record, keyed by (task, doc_id, repeat); the record's
@@ -253,6 +261,7 @@ def _join_side_file(path: Path, samples: list[Sample]) -> list[Sample]:
     if unmatched:
         log.warning("%s: %d record(s) match no logged sample and are ignored", path, unmatched)
     return joined
+
 
 def _decode_s_per_token(records: list[SideRecord]) -> dict[str, float]:
     """Per model: seconds per token over all records, each weighted by the tokens it decoded."""

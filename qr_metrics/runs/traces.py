@@ -35,8 +35,10 @@ def read_header(path: Path) -> dict[str, Any]:
         raise InputError(path, "must be a positive number", field="speedup")
     return header
 
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 def read_traces(path: Path, header: dict[str, Any]) -> Run:
     samples, lines = [], []

@@ -86,6 +86,8 @@ RECORDS = [
          decode_s_per_token={"lowbit": 0.012, "reference": 0.07}),
     side("qr_math", 99),  # no such sample: ignored, with a warning
 ]
+
+
 def write_side(path, records=RECORDS):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -32,7 +32,6 @@ vllm = pytest.importorskip(
 )
 
 
-
 @pytest.fixture(scope="module")
 def engines(looping_pair):
     """One QRVLLM (low-bit and reference engines) for the module."""

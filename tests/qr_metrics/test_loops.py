@@ -429,7 +429,6 @@ def test_real_loop_cut_mid_copy_is_found_with_its_onset():
     assert StreamingLoopDetector().extend(ids) == detect_exact_loop(ids, NO_SLACK) == tail
 
 
-
 def test_batch_detector_rows_and_blocks_match_batch_detection():
     """Each row, pushed in blocks of any size, reports what detect_exact_loop reports for its ids."""
     rng = np.random.default_rng(11)
